@@ -1,0 +1,113 @@
+"""Paste the generated mouth back into the full avatar frames through a feather mask."""
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+
+def _check(frames, mouths, boxes, mask):
+    assert frames.dtype == torch.uint8 and frames.dim() == 4 and frames.shape[3] == 3, frames.shape
+    assert mouths.dim() == 4 and mouths.shape[1] == 3 and mouths.shape[0] == frames.shape[0], mouths.shape
+    assert boxes.shape == (frames.shape[0], 4), boxes.shape
+    assert mask.shape == mouths.shape[2:], mask.shape
+
+
+def compose_ref(frames: torch.Tensor, mouths: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Blend each resized mouth into its (y1, y2, x1, x2) box: round(m·mouth·255 + (1−m)·frame)."""
+    _check(frames, mouths, boxes, mask)
+    out = frames.clone()
+    # Mouth and mask go through one interpolate call; resizing is per item as box sizes differ.
+    src = torch.cat([mouths.float() * 255.0, mask.float().expand(mouths.shape[0], 1, *mask.shape)], dim=1)
+    for b, (y1, y2, x1, x2) in enumerate(boxes.tolist()):
+        r = F.interpolate(src[b : b + 1], size=(y2 - y1, x2 - x1), mode="bilinear", align_corners=False)
+        r = r[0].permute(1, 2, 0)
+        mouth, m = r[..., :3], r[..., 3:]
+        region = out[b, y1:y2, x1:x2]
+        f = region.float()
+        # +0.5 then truncation = round half up; values are ≥ 0 after the clamp.
+        region.copy_((m * (mouth - f) + f).clamp_(0.0, 255.0).add_(0.5).to(torch.uint8))
+    return out
+
+
+@triton.jit
+def _compose_kernel(
+    out_ptr, mouth_ptr, mask_ptr, box_ptr,
+    H, W,
+    SH: tl.constexpr, SW: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):
+    b = tl.program_id(0)
+    y1 = tl.load(box_ptr + 4 * b + 0).to(tl.int32)
+    y2 = tl.load(box_ptr + 4 * b + 1).to(tl.int32)
+    x1 = tl.load(box_ptr + 4 * b + 2).to(tl.int32)
+    x2 = tl.load(box_ptr + 4 * b + 3).to(tl.int32)
+    bh = y2 - y1
+    bw = x2 - x1
+    # Tiles are in box coordinates; the grid is sized by the frame so the host never reads the boxes.
+    r0 = tl.program_id(1) * BLOCK_H
+    c0 = tl.program_id(2) * BLOCK_W
+    if (r0 >= bh) | (c0 >= bw):
+        return
+    r = r0 + tl.arange(0, BLOCK_H)
+    c = c0 + tl.arange(0, BLOCK_W)
+    live = (r < bh)[:, None] & (c < bw)[None, :]
+
+    # Half-pixel centres, clamped at 0 like cv2 INTER_LINEAR / interpolate(align_corners=False).
+    # div_rn: Triton's `/` is approximate (div.full.f32); the reference's scale is IEEE-rounded.
+    sy = tl.maximum((r.to(tl.float32) + 0.5) * tl.math.div_rn(SH * 1.0, bh.to(tl.float32)) - 0.5, 0.0)
+    sx = tl.maximum((c.to(tl.float32) + 0.5) * tl.math.div_rn(SW * 1.0, bw.to(tl.float32)) - 0.5, 0.0)
+    iy0 = tl.minimum(sy.to(tl.int32), SH - 1)
+    ix0 = tl.minimum(sx.to(tl.int32), SW - 1)
+    iy1 = tl.minimum(iy0 + 1, SH - 1)
+    ix1 = tl.minimum(ix0 + 1, SW - 1)
+    wy = (sy - iy0.to(tl.float32))[:, None]
+    wx = (sx - ix0.to(tl.float32))[None, :]
+    p00 = iy0[:, None] * SW + ix0[None, :]
+    p01 = iy0[:, None] * SW + ix1[None, :]
+    p10 = iy1[:, None] * SW + ix0[None, :]
+    p11 = iy1[:, None] * SW + ix1[None, :]
+
+    m = _lerp2(mask_ptr, p00, p01, p10, p11, wy, wx, live)
+    pix = (((b * H + y1 + r)[:, None]).to(tl.int64) * W + (x1 + c)[None, :]) * 3
+    for ch in tl.static_range(3):
+        plane = mouth_ptr + (b * 3 + ch).to(tl.int64) * (SH * SW)
+        mouth = _lerp2(plane, p00, p01, p10, p11, wy, wx, live) * 255.0
+        f = tl.load(out_ptr + pix + ch, mask=live, other=0).to(tl.float32)
+        v = tl.minimum(tl.maximum(m * (mouth - f) + f, 0.0), 255.0) + 0.5
+        tl.store(out_ptr + pix + ch, v.to(tl.uint8), mask=live)
+
+
+@triton.jit
+def _lerp2(ptr, p00, p01, p10, p11, wy, wx, live):
+    v00 = tl.load(ptr + p00, mask=live, other=0.0).to(tl.float32)
+    v01 = tl.load(ptr + p01, mask=live, other=0.0).to(tl.float32)
+    v10 = tl.load(ptr + p10, mask=live, other=0.0).to(tl.float32)
+    v11 = tl.load(ptr + p11, mask=live, other=0.0).to(tl.float32)
+    top = v00 + (v01 - v00) * wx
+    bot = v10 + (v11 - v10) * wx
+    return top + (bot - top) * wy
+
+
+def compose_triton(frames: torch.Tensor, mouths: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    _check(frames, mouths, boxes, mask)
+    out = frames.contiguous().clone()
+    mouths = mouths.to(frames.device).contiguous()
+    mask = mask.to(device=frames.device, dtype=torch.float32).contiguous()
+    boxes = boxes.to(frames.device).contiguous()
+    b, h, w, _ = frames.shape
+    if b == 0:
+        return out
+    bh, bw = 32, 32
+    grid = (b, triton.cdiv(h, bh), triton.cdiv(w, bw))
+    _compose_kernel[grid](
+        out, mouths, mask, boxes, h, w,
+        SH=mouths.shape[2], SW=mouths.shape[3], BLOCK_H=bh, BLOCK_W=bw,
+    )
+    return out
+
+
+def compose(frames: torch.Tensor, mouths: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """New frames with `mouths` (B×3×96×96 in [0,1]) feathered into `boxes` (y1, y2, x1, x2) via `mask`."""
+    if frames.is_cuda:
+        return compose_triton(frames, mouths, boxes, mask)
+    return compose_ref(frames, mouths, boxes, mask)

@@ -1,0 +1,120 @@
+"""The avatar, prepared once: frames, face boxes, 96×96 crops and the blend mask, as device tensors.
+
+Detection is the slow part, so boxes, crops and mask are cached on disk, keyed by the file's
+content and the options that change them.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from . import face, media
+
+log = logging.getLogger("lipstream")
+CROP = 96
+_CACHE_VERSION = 1
+
+
+@dataclass
+class Avatar:
+    frames: torch.Tensor  # N×H×W×3 uint8 BGR, on the device
+    crops: torch.Tensor  # N×96×96×3 uint8 BGR
+    boxes: torch.Tensor  # N×4 int64 (top, bottom, left, right), end exclusive
+    mask: torch.Tensor  # 96×96 float32 feather mask on the crop grid
+    loop: torch.Tensor  # avatar frame for output frame i is loop[i % len(loop)]
+    source: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.frames.shape[1]), int(self.frames.shape[2])
+
+    def frame_index(self, i: torch.Tensor | int):
+        return self.loop[torch.as_tensor(i, device=self.loop.device) % len(self.loop)]
+
+
+def feather_mask(size: int = CROP) -> np.ndarray:
+    """1 over the mouth and jaw, easing to 0 well inside the crop's edges so the paste has no seam."""
+    t = np.arange(size, dtype=np.float64) + 0.5
+
+    def ramp(x, a, b):
+        u = np.clip((x - a) / (b - a), 0.0, 1.0)
+        return u * u * (3 - 2 * u)
+
+    s = size / 96.0
+    rows = ramp(t, 44 * s, 58 * s) * (1 - ramp(t, 84 * s, 95 * s))
+    cols = ramp(t, 6 * s, 24 * s) * (1 - ramp(t, 72 * s, 90 * s))
+    return np.outer(rows, cols).astype(np.float32)
+
+
+def loop_order(n: int) -> np.ndarray:
+    """Forward then backward without repeating the ends, so a looping video never jumps."""
+    return np.arange(n) if n <= 2 else np.concatenate([np.arange(n), np.arange(n - 2, 0, -1)])
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("LIPSTREAM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lipstream"
+    )
+    return os.path.join(base, "avatars")
+
+
+def _key(path: str, box) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    h.update(repr((_CACHE_VERSION, tuple(box) if box is not None else None, face.PADS, face.SMOOTH)).encode())
+    return h.hexdigest()[:32]
+
+
+def _crops(frames: list[np.ndarray], boxes: np.ndarray) -> np.ndarray:
+    return np.stack([cv2.resize(f[t:b, l:r], (CROP, CROP), interpolation=cv2.INTER_LINEAR)
+                     for f, (t, b, l, r) in zip(frames, boxes)])
+
+
+def _load_cached(path: str) -> dict | None:
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in ("boxes", "crops", "mask")}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _save_cached(path: str, **arrays) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp.npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only cache only costs time
+        log.warning("avatar cache not written (%s)", e)
+
+
+def load_avatar(path: str, device: torch.device, box=None, use_cache: bool = True) -> Avatar:
+    frames = media.read_avatar(path)
+    cache_file = os.path.join(_cache_dir(), _key(path, box) + ".npz")
+    cached = _load_cached(cache_file) if use_cache else None
+    if cached is not None and len(cached["boxes"]) == len(frames):
+        boxes, crops, mask = cached["boxes"], cached["crops"], cached["mask"]
+    else:
+        boxes = face.face_boxes(frames, box, source=path)
+        crops, mask = _crops(frames, boxes), feather_mask()
+        if use_cache:
+            _save_cached(cache_file, boxes=boxes, crops=crops, mask=mask)
+    # The one upload of the avatar: from here on frames only move on the device.
+    return Avatar(
+        frames=torch.from_numpy(np.stack(frames)).to(device),
+        crops=torch.from_numpy(crops).to(device),
+        boxes=torch.from_numpy(boxes.astype(np.int64)).to(device),
+        mask=torch.from_numpy(mask).to(device),
+        loop=torch.from_numpy(loop_order(len(frames))).to(device),
+        source=path,
+    )

@@ -1,0 +1,53 @@
+"""Load a public Wav2Lip checkpoint (torch.save dict with `state_dict`) into `Wav2Lip`."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .device import resolve_device
+from .errors import LipstreamError
+from .wav2lip import Wav2Lip
+
+
+def _read(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise LipstreamError(f"Wav2Lip checkpoint not found: {path}")
+    try:
+        # weights_only: the public files hold tensors, dicts and ints only; anything else is refused.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a damaged pickle fails in many ways; all mean the same to the user
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise LipstreamError(f"{path} is not a readable torch checkpoint (truncated or another format?): {first}") from None
+
+
+def wav2lip_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """The checkpoint's parameters with any `module.` (DataParallel) prefix stripped."""
+    ckpt = _read(path)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise LipstreamError(f"{path} is not a Wav2Lip checkpoint: no `state_dict` of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_wav2lip(path: str, device: str | torch.device = "auto") -> Wav2Lip:
+    """The public checkpoint at `path`, on `device`, in eval mode."""
+    state = wav2lip_state_dict(path)
+    model = Wav2Lip()
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        example = (missing or unexpected)[0]
+        raise LipstreamError(
+            f"{path} is not a Wav2Lip checkpoint: {len(missing)} parameters missing, "
+            f"{len(unexpected)} unexpected (e.g. {example!r})"
+        )
+    wrong = [k for k, v in expected.items() if state[k].shape != v.shape]
+    if wrong:
+        k = wrong[0]
+        raise LipstreamError(
+            f"{path} is not a Wav2Lip checkpoint: {k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}"
+        )
+    model.load_state_dict(state)
+    return model.to(resolve_device(device)).eval()

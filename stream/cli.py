@@ -1,0 +1,100 @@
+"""`lipstream` command line: render (and, later, serve/bench/doctor)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from .errors import LipstreamError
+
+log = logging.getLogger("lipstream")
+
+
+def _render_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="what the avatar says")
+    src.add_argument("--text-file", metavar="F", help="UTF-8 text file to say")
+    src.add_argument("--audio", metavar="FILE", help="speech audio to lip-sync instead of TTS")
+    p.add_argument("--avatar", metavar="IMAGE_OR_VIDEO", help="face image or video (default: the bundled astronaut)")
+    p.add_argument("--checkpoint", metavar="PATH", help="Wav2Lip checkpoint (wav2lip.pth / wav2lip_gan.pth); "
+                   "without one the procedural mouth is used")
+    p.add_argument("--box", nargs=4, type=int, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+                   help="face box in pixels; skips face detection")
+    p.add_argument("--fps", type=int, help="video frame rate (default 25)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the models and frames live (default auto)")
+    p.add_argument("--batch-size", type=int, help="frames per lip-sync batch (default 16)")
+    p.add_argument("--voice", help="eSpeak voice for the embedded TTS (default en-us)")
+    p.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
+    p.add_argument("--no-cache", action="store_true", help="do not reuse or store the prepared avatar")
+    p.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4", help="output file (default out.mp4)")
+
+
+class _Bar:
+    """One self-rewriting line on a terminal; silent otherwise."""
+
+    def __init__(self, progress, stream=sys.stderr):
+        self.progress, self.stream = progress, stream
+        self.enabled = stream.isatty()
+        self._last = 0.0
+        self._t0 = time.perf_counter()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self._last < 0.1:
+            return
+        self._last = now
+        p = self.progress
+        speech = p.speech_samples / p.sample_rate if p.sample_rate else 0.0
+        if p.total:
+            filled = int(30 * p.done / p.total)
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {p.done}/{p.total} frames"
+        else:
+            bar = f"{p.done} frames"
+        self.stream.write(f"\r{bar}  {speech:.1f} s of speech  {now - self._t0:.1f} s\x1b[K")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def _cmd_render(args) -> int:
+    from .render import render
+    from .schedule import Progress
+
+    progress = Progress()
+    bar = _Bar(progress)
+    try:
+        result = render(
+            args.output, text=args.text, text_file=args.text_file, audio=args.audio, config=args.config,
+            progress=progress, on_tick=bar.tick, avatar=args.avatar, checkpoint=args.checkpoint,
+            box=tuple(args.box) if args.box else None, fps=args.fps, device=args.device,
+            batch_size=args.batch_size, voice=args.voice, cache=False if args.no_cache else None,
+        )
+    finally:
+        bar.close()
+    print(result.summary())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lipstream", description="Real-time lip-synced talking avatars.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _render_args(sub.add_parser("render", help="text or audio → lip-synced MP4"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="lipstream: %(message)s")
+    try:
+        return {"render": _cmd_render}[args.command](args)
+    except LipstreamError as e:
+        print(f"lipstream: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lipstream: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Settings from a YAML file and from flags, validated into one typed object."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+import yaml
+
+from .errors import LipstreamError
+
+DEFAULT_AVATAR = os.path.join(os.path.dirname(__file__), "assets", "astronaut.png")
+
+
+@dataclass
+class RenderConfig:
+    avatar: str = DEFAULT_AVATAR
+    checkpoint: str | None = None  # Wav2Lip .pth; none: the procedural mouth
+    box: tuple[int, int, int, int] | None = None  # top bottom left right; skips face detection
+    fps: int = 25
+    device: str = "auto"
+    batch_size: int = 16
+    voice: str = "en-us"
+    words_per_minute: int = 165
+    preset: str = "veryfast"  # libx264
+    crf: int = 20
+    cache: bool = True  # reuse prepared avatars
+    extra: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if not isinstance(self.fps, int) or not 1 <= self.fps <= 120:
+            raise LipstreamError(f"fps must be a whole number from 1 to 120, not {self.fps!r}")
+        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 1024:
+            raise LipstreamError(f"batch_size must be from 1 to 1024, not {self.batch_size!r}")
+        if not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
+            raise LipstreamError(f"crf must be from 0 to 51, not {self.crf!r}")
+        if self.box is not None:
+            if len(self.box) != 4 or not all(isinstance(v, int) for v in self.box):
+                raise LipstreamError(f"box must be four whole numbers: top bottom left right, not {self.box!r}")
+            self.box = tuple(self.box)
+
+
+_FIELDS = {f.name for f in dataclasses.fields(RenderConfig)} - {"extra"}
+
+
+def make_config(file: str | None = None, **overrides) -> RenderConfig:
+    """Defaults, then the YAML file, then overrides that are not None."""
+    values: dict = {}
+    if file:
+        try:
+            with open(file, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise LipstreamError(f"cannot read config {file}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise LipstreamError(f"config {file} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise LipstreamError(f"config {file} must be a mapping of settings")
+        unknown = sorted(set(loaded) - _FIELDS)
+        if unknown:
+            raise LipstreamError(f"config {file}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(_FIELDS))})")
+        values.update(loaded)
+    unknown = sorted(set(overrides) - _FIELDS)
+    if unknown:
+        raise TypeError(f"unknown setting {unknown[0]!r}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return RenderConfig(**values)

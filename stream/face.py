@@ -1,0 +1,65 @@
+"""Face boxes: OpenCV's Haar cascade (or a user box), padded and smoothed as Wav2Lip expects."""
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+from .errors import LipstreamError
+
+PADS = (0, 10, 0, 0)  # top, bottom, left, right: Wav2Lip's default; the chin must be in the crop
+SMOOTH = 5  # frames
+
+
+@functools.lru_cache(maxsize=1)
+def _cascade() -> cv2.CascadeClassifier:
+    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise LipstreamError(f"OpenCV Haar cascade not found at {path}")
+    return cascade
+
+
+def detect(frame_bgr: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The largest frontal face as (top, bottom, left, right), or None."""
+    gray = cv2.equalizeHist(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY))
+    side = min(gray.shape)
+    faces = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, side // 16),) * 2)
+    if len(faces) == 0:
+        return None
+    x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
+    return int(y), int(y + h), int(x), int(x + w)
+
+
+def pad_box(box, height: int, width: int, pads=PADS) -> tuple[int, int, int, int]:
+    top, bottom, left, right = box
+    return (max(0, top - pads[0]), min(height, bottom + pads[1]), max(0, left - pads[2]), min(width, right + pads[3]))
+
+
+def smooth_boxes(boxes: np.ndarray, window: int = SMOOTH) -> np.ndarray:
+    """Each box becomes the mean of the `window` boxes starting at it (the last ones share the final window)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    out = np.empty_like(boxes)
+    n = len(boxes)
+    for i in range(n):
+        lo = min(i, max(0, n - window))
+        out[i] = boxes[lo : lo + window].mean(axis=0)
+    return np.rint(out).astype(np.int64)
+
+
+def face_boxes(frames: list[np.ndarray], box=None, source: str = "avatar") -> np.ndarray:
+    """Padded, smoothed (top, bottom, left, right) per frame; `box` skips detection."""
+    h, w = frames[0].shape[:2]
+    if box is not None:
+        t, b, l, r = (int(v) for v in box)
+        if not (0 <= t < b <= h and 0 <= l < r <= w):
+            raise LipstreamError(f"--box {t} {b} {l} {r} is not inside the {w}×{h} frame of {source}")
+        return np.tile(np.array([t, b, l, r], dtype=np.int64), (len(frames), 1))
+    found = []
+    for i, frame in enumerate(frames):
+        hit = detect(frame)
+        if hit is None:
+            raise LipstreamError(f"no face found in frame {i} of {source} (give --box TOP BOTTOM LEFT RIGHT)")
+        found.append(pad_box(hit, h, w))
+    return smooth_boxes(np.array(found))

@@ -1,0 +1,32 @@
+"""The typed items that flow one way through the pipeline."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class TextChunk:
+    text: str
+
+
+@dataclass
+class PcmChunk:
+    samples: np.ndarray  # float32 mono in [-1, 1]
+    sample_rate: int
+
+
+@dataclass
+class FrameBatch:
+    """Consecutive output frames [start, start + count) and the audio they cover; stages fill the rest."""
+
+    start: int
+    count: int
+    audio: np.ndarray  # 48 kHz float32 mono, exactly count · 48000 / fps samples
+    avatar_idx: torch.Tensor | None = None  # avatar frame shown by each output frame
+    mel: torch.Tensor | None = None  # count×1×80×16
+    mouths: torch.Tensor | None = None  # count×3×96×96, BGR in [0, 1]
+    frames: torch.Tensor | None = None  # count×H×W×3 uint8 BGR
+    packets: list = field(default_factory=list)  # encoded video packets

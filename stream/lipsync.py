@@ -1,0 +1,60 @@
+"""Lip-sync backends behind one call: `backend(mel B×1×80×16, faces B×6×96×96) → mouths B×3×96×96`."""
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import torch
+
+from kernels import prepare
+
+from .checkpoint import load_wav2lip
+from .frames import FrameBatch
+from .pipeline import Stage
+from .procedural import ProceduralLipSync
+
+log = logging.getLogger("lipstream")
+
+
+class LipSyncBackend(Protocol):
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+
+    def __call__(self, mel: torch.Tensor, faces: torch.Tensor) -> torch.Tensor: ...
+
+
+class Wav2LipBackend:
+    name = "wav2lip"
+
+    def __init__(self, checkpoint: str, device: torch.device):
+        self.device = device
+        self.dtype = torch.float32
+        self.model = load_wav2lip(checkpoint, device)
+
+    @torch.inference_mode()
+    def __call__(self, mel: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        return self.model(mel.to(self.dtype), faces.to(self.dtype))
+
+
+def make_backend(checkpoint: str | None, device: torch.device) -> LipSyncBackend:
+    """Wav2Lip when a checkpoint is configured, the procedural mouth otherwise."""
+    if checkpoint:
+        return Wav2LipBackend(checkpoint, device)
+    return ProceduralLipSync(device)
+
+
+class LipSyncStage(Stage):
+    """Gathers each frame's face crop (masked + reference) and runs the backend on the batch."""
+
+    name = "lipsync"
+
+    def __init__(self, backend: LipSyncBackend, avatar):
+        self.backend, self.avatar = backend, avatar
+        self.device = backend.device
+        self.engine = f"{backend.name} {str(backend.dtype).removeprefix('torch.')}"
+
+    def process(self, item: FrameBatch, emit) -> None:
+        faces = prepare(self.avatar.crops, item.avatar_idx, self.backend.dtype)
+        item.mouths = self.backend(item.mel.to(self.device), faces)
+        emit(item)

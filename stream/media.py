@@ -1,0 +1,70 @@
+"""Reading the user's files: audio through PyAV, avatar images through OpenCV, avatar videos through PyAV."""
+from __future__ import annotations
+
+import os
+
+import av
+import cv2
+import numpy as np
+
+from .errors import LipstreamError
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+MAX_AVATAR_FRAMES = 750  # 30 s at 25 fps: avatar frames stay in memory (and on the GPU)
+
+
+def _exists(path: str, what: str) -> None:
+    if not os.path.isfile(path):
+        raise LipstreamError(f"{what} not found: {path}")
+
+
+def read_audio(path: str) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and their rate."""
+    _exists(path, "audio file")
+    chunks = []
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise LipstreamError(f"{path} has no audio stream")
+            stream = container.streams.audio[0]
+            rate = stream.rate or stream.codec_context.sample_rate
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise LipstreamError(f"cannot read audio from {path}: {e}") from None
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if samples.size == 0:
+        raise LipstreamError(f"{path} contains no audio samples")
+    return samples.astype(np.float32, copy=False), int(rate)
+
+
+def read_avatar(path: str) -> list[np.ndarray]:
+    """BGR frames of an image (one) or a video (all, up to MAX_AVATAR_FRAMES)."""
+    _exists(path, "avatar")
+    if os.path.splitext(path)[1].lower() in IMAGE_EXTS:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise LipstreamError(f"cannot read image {path} (unsupported or corrupt)")
+        return [_even(image)]
+    frames = []
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise LipstreamError(f"{path} is neither an image nor a video with a video stream")
+            for frame in container.decode(video=0):
+                frames.append(_even(frame.to_ndarray(format="bgr24")))
+                if len(frames) == MAX_AVATAR_FRAMES:
+                    break
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise LipstreamError(f"cannot read avatar video {path}: {e}") from None
+    if not frames:
+        raise LipstreamError(f"avatar video {path} has no frames")
+    return frames
+
+
+def _even(image: np.ndarray) -> np.ndarray:
+    # 4:2:0 video needs even sides; dropping one edge row/column keeps every face pixel in place.
+    h, w = image.shape[:2]
+    return np.ascontiguousarray(image[: h - h % 2, : w - w % 2])

@@ -1,0 +1,117 @@
+"""Wav2Lip's audio features in torch, on any device, whole or streamed.
+
+Every constant here is fixed by the public checkpoints (see DESIGN.md): change one and the
+weights stop working.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torchaudio
+
+SAMPLE_RATE = 16_000
+N_FFT = 800
+HOP = 200
+N_MELS = 80
+PREEMPHASIS = 0.97
+PAD = N_FFT // 2
+
+
+@functools.lru_cache(maxsize=8)
+def _basis(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
+    fb = torchaudio.functional.melscale_fbanks(
+        N_FFT // 2 + 1, 55.0, 7600.0, N_MELS, SAMPLE_RATE, norm="slaney", mel_scale="slaney"
+    )
+    return window.float().to(device), fb.T.contiguous().float().to(device)  # (800,), (80, 401)
+
+
+def _normalise(mag: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    mel = fb @ mag
+    db = 20.0 * torch.log10(torch.clamp(mel, min=1e-5)) - 20.0
+    return torch.clamp(8.0 * (db + 100.0) / 100.0 - 4.0, -4.0, 4.0)
+
+
+def _preemphasis(x: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
+    """y[n] = x[n] − 0.97·x[n−1]; the first sample passes unchanged, as lfilter([1, −0.97]) gives."""
+    before = torch.zeros_like(x[:1]) if prev is None else prev.reshape(1).to(x)
+    return x - PREEMPHASIS * torch.cat([before, x[:-1]])
+
+
+def _at_least(x: torch.Tensor, n: int) -> torch.Tensor:
+    # Reflect padding needs more samples than the pad: a clip under 25 ms is padded with silence.
+    return x if x.numel() >= n else torch.cat([x, x.new_zeros(n - x.numel())])
+
+
+def wav2lip_mel(wave_16k: torch.Tensor) -> torch.Tensor:
+    """1-D float waveform at 16 kHz → 80 × T mel (T = 1 + len // 200, as the public recipe)."""
+    if wave_16k.dim() != 1:
+        raise ValueError("wav2lip_mel expects a 1-D waveform")
+    x = _at_least(wave_16k.float(), PAD + 1)
+    window, fb = _basis(x.device)
+    spec = torch.stft(
+        _preemphasis(x), N_FFT, HOP, N_FFT, window, center=True, pad_mode="reflect", return_complex=True
+    )
+    return _normalise(spec.abs(), fb)
+
+
+class MelStream:
+    """The same features computed as audio arrives: a column is released once its window is complete.
+
+    Column c is centred on sample 200·c. The first columns see the reflect padding of the start, the
+    last ones (released by `finish`) that of the end, so the concatenated result equals
+    `wav2lip_mel` of the whole signal.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._head = torch.zeros(0, device=device)  # emphasised samples until the start can be reflected
+        self._sig: torch.Tensor | None = None  # padded, emphasised signal from the start of column `_base`
+        self._last: torch.Tensor | None = None
+        self._base = 0
+        self.n_samples = 0
+        self.columns = 0
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        """Add samples; return the newly complete columns (80 × k)."""
+        x = x.float().to(self.device).reshape(-1)
+        if x.numel() == 0:
+            return self._empty()
+        e = _preemphasis(x, self._last)
+        self._last = x[-1:]
+        self.n_samples += x.numel()
+        if self._sig is None:
+            self._head = torch.cat([self._head, e])
+            if self._head.numel() <= PAD:
+                return self._empty()
+            self._sig = torch.cat([self._head[1 : PAD + 1].flip(0), self._head])
+        else:
+            self._sig = torch.cat([self._sig, e])
+        ready = self._base + max(0, (self._sig.numel() - N_FFT) // HOP + 1)
+        return self._release(self._sig, ready)
+
+    def finish(self) -> torch.Tensor:
+        """No more audio: release the last columns, whose windows reach into the end's reflection."""
+        if self.n_samples == 0:
+            return self._empty()
+        early = self._empty()
+        if self._sig is None:
+            early = self.push(torch.zeros(PAD + 1 - self.n_samples, device=self.device))
+        sig = torch.cat([self._sig, self._sig[-PAD - 1 : -1].flip(0)])
+        return torch.cat([early, self._release(sig, 1 + self.n_samples // HOP)], dim=1)
+
+    def _empty(self) -> torch.Tensor:
+        return torch.zeros(N_MELS, 0, device=self.device)
+
+    def _release(self, sig: torch.Tensor, upto: int) -> torch.Tensor:
+        k = upto - self.columns
+        if k <= 0:
+            return self._empty()
+        window, fb = _basis(sig.device)
+        off = (self.columns - self._base) * HOP
+        frames = sig[off : off + (k - 1) * HOP + N_FFT].unfold(0, N_FFT, HOP) * window
+        mag = torch.fft.rfft(frames, dim=1).abs().T
+        self._sig = self._sig[(upto - self._base) * HOP :]  # no later window starts before column `upto`
+        self._base = self.columns = upto
+        return _normalise(mag, fb)

@@ -1,0 +1,55 @@
+"""A lip-sync backend that needs no weights: the jaw drops with the audio's smoothed loudness.
+
+It exists so the main job works on a fresh machine; with a Wav2Lip checkpoint configured the
+learned model is used instead.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+CROP = 96
+MOUTH_ROW, MOUTH_COL = 71.0, 48.0  # mouth centre in a Wav2Lip-padded 96×96 face crop
+MAX_DROP = 7.0  # pixels the lower lip moves at full opening
+SILENT, LOUD = -3.0, -0.4  # mean normalised mel level of silence and of loud speech
+
+
+class ProceduralLipSync:
+    name = "procedural"
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.dtype = torch.float32
+        t = torch.arange(CROP, dtype=torch.float32, device=device)
+        self._rows = t.view(1, CROP, 1)
+        self._cols = t.view(1, 1, CROP)
+        # Weight the 0.2 s window towards its start (the frame's own instant) and the speech bands.
+        w = torch.hann_window(16 * 2, periodic=False, device=device)[16:]
+        self._time_w = (w / w.sum()).view(1, 1, 16)
+        self._bands = slice(8, 64)
+
+    def openness(self, mel: torch.Tensor) -> torch.Tensor:
+        """B×1×80×16 mel windows → B openings in [0, 1]."""
+        level = (mel[:, 0, self._bands, :].mean(dim=1, keepdim=True) * self._time_w).sum(dim=(1, 2))
+        return ((level - SILENT) / (LOUD - SILENT)).clamp(0, 1)
+
+    @torch.no_grad()
+    def __call__(self, mel: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        ref = faces[:, 3:6].float()
+        o = self.openness(mel.float()).view(-1, 1, 1)
+        dy = self._rows - MOUTH_ROW
+        across = torch.exp(-(((self._cols - MOUTH_COL) / 17.0) ** 2))
+        # Below the lips content slides down, fading out towards the chin; the upper lip lifts a little.
+        below = (dy > 0).float() * torch.exp(-((dy / 26.0) ** 2)) * torch.clamp(dy / 3.0, max=1.0)
+        above = (dy <= 0).float() * 0.3 * torch.exp(-((dy / 6.0) ** 2))
+        shift = o * MAX_DROP * across * (below - above)  # B×96×96, source row offset
+        src_y = (self._rows - shift).expand(len(o), CROP, CROP)
+        src_x = self._cols.expand(len(o), CROP, CROP)
+        grid = torch.stack([src_x, src_y], dim=-1) * (2.0 / CROP) - 1.0 + 1.0 / CROP
+        warped = F.grid_sample(ref, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        # The gap between the lips is dark: an ellipse whose height follows the opening.
+        half_h = o * MAX_DROP * 0.5 + 1e-3
+        inside = ((self._cols - MOUTH_COL) / 13.0) ** 2 + ((self._rows - MOUTH_ROW - half_h) / half_h) ** 2
+        gap = torch.sigmoid((1.0 - inside) * 4.0) * (o > 0.05).float()
+        mouth = warped * (1 - 0.7 * gap.unsqueeze(1)) + 0.06 * gap.unsqueeze(1)
+        return mouth.clamp(0, 1)

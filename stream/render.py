@@ -1,0 +1,101 @@
+"""`render`: the streaming graph with a file sink, run as fast as it goes."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+
+from .avatar import load_avatar
+from .compose import ComposeStage
+from .config import RenderConfig, make_config
+from .device import resolve_device
+from .encode import EncodeStage, X264Encoder
+from .errors import LipstreamError
+from .lipsync import LipSyncStage, make_backend
+from .media import read_audio
+from .mp4 import Mp4Sink, check_writable
+from .pipeline import Pipeline
+from .schedule import FrameScheduler, Progress
+from .speech import TTSStage, audio_source, text_source
+from .tts_espeak import EspeakTTS
+
+log = logging.getLogger("lipstream")
+
+
+@dataclass
+class RenderResult:
+    output: str
+    frames: int
+    speech_seconds: float
+    wall_seconds: float
+    stages: list[str]
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of speech rendered per second of wall time (above 1: faster than real time)."""
+        return self.speech_seconds / self.wall_seconds if self.wall_seconds else float("inf")
+
+    def summary(self) -> str:
+        return (f"{self.output}: {self.frames} frames, {self.speech_seconds:.2f} s of speech in "
+                f"{self.wall_seconds:.2f} s ({self.realtime_factor:.2f}× real time) | " + " · ".join(self.stages))
+
+
+def _read_text(text: str | None, text_file: str | None) -> str:
+    if text_file is not None:
+        try:
+            with open(text_file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise LipstreamError(f"cannot read text file {text_file}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise LipstreamError(f"text file {text_file} is not UTF-8 text") from None
+    if not text or not text.strip():
+        raise LipstreamError("empty text: nothing to say")
+    return text
+
+
+def render(output: str, *, text: str | None = None, text_file: str | None = None, audio: str | None = None,
+           config: RenderConfig | str | None = None, progress: Progress | None = None, on_tick=None,
+           **settings) -> RenderResult:
+    """Text (or an audio file) → lip-synced MP4 at `output`. Settings are `RenderConfig` fields."""
+    started = time.perf_counter()
+    if sum(x is not None for x in (text, text_file, audio)) != 1:
+        raise LipstreamError("give exactly one of text, text_file or audio")
+    if isinstance(config, RenderConfig):
+        cfg = dataclasses.replace(config, **{k: v for k, v in settings.items() if v is not None})
+    else:
+        cfg = make_config(config, **settings)
+    check_writable(output)
+    device = resolve_device(cfg.device)
+    if audio is not None:
+        samples, rate = read_audio(audio)
+        source, speech = audio_source(samples, rate), None
+    else:
+        source = text_source(_read_text(text, text_file))
+        speech = TTSStage(EspeakTTS(cfg.voice, cfg.words_per_minute))
+    avatar = load_avatar(cfg.avatar, device, cfg.box, use_cache=cfg.cache)
+    backend = make_backend(cfg.checkpoint, device)
+    if backend.name == "procedural":
+        log.info("no Wav2Lip checkpoint configured: using the procedural mouth (give --checkpoint for Wav2Lip)")
+    progress = progress or Progress()
+    h, w = avatar.size
+    stages = [s for s in (
+        speech,
+        FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, progress),
+        LipSyncStage(backend, avatar),
+        ComposeStage(avatar),
+        EncodeStage(X264Encoder(w, h, cfg.fps, cfg.preset, cfg.crf)),
+        Mp4Sink(output, w, h, cfg.fps, progress),
+    ) if s is not None]
+    for s in stages:
+        log.info("stage %s", s.describe())
+    Pipeline(stages).run(source, poll=on_tick)
+    return RenderResult(
+        output=output,
+        frames=progress.done,
+        speech_seconds=progress.speech_samples / max(1, progress.sample_rate),
+        wall_seconds=time.perf_counter() - started,
+        stages=[s.describe() for s in stages],
+    )
+

@@ -1,0 +1,55 @@
+import av
+import numpy as np
+import torch
+
+from conftest import EXAMPLE_AVATAR
+from stream.avatar import feather_mask, load_avatar, loop_order
+
+
+def test_loop_plays_forward_then_backward_without_repeats():
+    assert loop_order(1).tolist() == [0]
+    assert loop_order(4).tolist() == [0, 1, 2, 3, 2, 1]
+    seq = np.concatenate([loop_order(5)] * 2)
+    assert np.abs(np.diff(seq)).max() == 1  # no jump, even across the wrap
+
+
+def test_mask_is_one_on_the_mouth_and_zero_at_the_edges():
+    m = feather_mask()
+    assert m[70, 48] == 1.0
+    assert m[0].max() == m[-1].max() == m[:, 0].max() == m[:, -1].max() == 0.0
+    assert m[:40].max() == 0.0  # the eyes stay the model's reference, untouched
+    assert np.abs(np.diff(m, axis=0)).max() < 0.2  # feathered, not a hard edge
+
+
+def test_image_avatar_is_prepared_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIPSTREAM_CACHE", str(tmp_path))
+    a = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"))
+    assert a.frames.shape == (1, 512, 512, 3) and a.crops.shape == (1, 96, 96, 3)
+    cached = list((tmp_path / "avatars").glob("*.npz"))
+    assert len(cached) == 1
+    import stream.face
+
+    monkeypatch.setattr(stream.face, "face_boxes", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-detected")))
+    again = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"))
+    assert torch.equal(again.boxes, a.boxes) and torch.equal(again.crops, a.crops)
+
+
+def test_video_avatar_loops_and_smooths(tmp_path):
+    src = (tmp_path / "face.mp4")
+    import cv2
+
+    image = cv2.imread(EXAMPLE_AVATAR)
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 256, 256, "yuv420p"
+        for i in range(6):
+            shifted = np.roll(cv2.resize(image, (256, 256)), i, axis=1)
+            for p in s.encode(av.VideoFrame.from_ndarray(shifted, format="bgr24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    a = load_avatar(str(src), torch.device("cpu"), use_cache=False)
+    assert a.frames.shape[0] == 6 and a.loop.tolist() == [0, 1, 2, 3, 4, 5, 4, 3, 2, 1]
+    assert a.frame_index(torch.tensor([0, 9, 10])).tolist() == [0, 1, 0]
+    lefts = a.boxes[:, 2].tolist()
+    assert max(lefts) - min(lefts) <= 6  # smoothed, following the 1 px/frame drift

@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from conftest import save_public_checkpoint
+from stream import LipstreamError, Wav2Lip, load_wav2lip
+
+
+def test_parameter_count_matches_public_model():
+    assert abs(sum(p.numel() for p in Wav2Lip().parameters()) / 1e6 - 36.3) < 0.05
+
+
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_public_format_loads_and_runs(tmp_path, prefix):
+    path = tmp_path / "w.pth"
+    save_public_checkpoint(path, prefix=prefix, seed=3)
+    model = load_wav2lip(str(path), "cpu")
+    assert not model.training
+    torch.manual_seed(3)
+    reference = Wav2Lip()
+    ckpt = torch.load(path, weights_only=True)["state_dict"]
+    reference.load_state_dict({k.removeprefix("module."): v for k, v in ckpt.items()})
+    reference.eval()
+    mel, faces = torch.randn(2, 1, 80, 16), torch.rand(2, 6, 96, 96)
+    with torch.no_grad():
+        out = model(mel, faces)
+        assert out.shape == (2, 3, 96, 96)
+        assert 0 <= out.min() and out.max() <= 1
+        assert torch.equal(out, reference(mel, faces))
+
+
+def test_missing_truncated_and_foreign_files(tmp_path, wav2lip_checkpoint):
+    with pytest.raises(LipstreamError, match="not found"):
+        load_wav2lip(str(tmp_path / "nope.pth"), "cpu")
+    truncated = tmp_path / "cut.pth"
+    truncated.write_bytes(open(wav2lip_checkpoint, "rb").read()[:100_000])
+    with pytest.raises(LipstreamError, match="not a readable torch checkpoint"):
+        load_wav2lip(str(truncated), "cpu")
+    foreign = tmp_path / "other.pth"
+    torch.save({"state_dict": torch.nn.Linear(3, 3).state_dict()}, foreign)
+    with pytest.raises(LipstreamError, match="not a Wav2Lip checkpoint"):
+        load_wav2lip(str(foreign), "cpu")
+    text = tmp_path / "notes.pth"
+    text.write_text("hello")
+    with pytest.raises(LipstreamError, match="not a readable torch checkpoint"):
+        load_wav2lip(str(text), "cpu")

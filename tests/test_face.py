@@ -1,0 +1,32 @@
+import cv2
+import numpy as np
+import pytest
+
+from conftest import EXAMPLE_AVATAR
+from stream import LipstreamError
+from stream.face import detect, face_boxes, pad_box, smooth_boxes
+
+
+def test_haar_finds_the_example_face():
+    top, bottom, left, right = detect(cv2.imread(EXAMPLE_AVATAR))
+    assert abs(left - 177) <= 4 and abs(top - 66) <= 4 and abs((right - left) - 95) <= 6
+
+
+def test_padding_adds_chin_room_and_clips():
+    assert pad_box((10, 50, 5, 40), 100, 100) == (10, 60, 5, 40)
+    assert pad_box((10, 95, 5, 40), 100, 100) == (10, 100, 5, 40)
+
+
+def test_smoothing_uses_a_five_frame_window():
+    boxes = np.array([[0, 10, 0, 10]] * 4 + [[5, 15, 5, 15]] * 4)
+    smooth = smooth_boxes(boxes)
+    assert smooth[0].tolist() == [1, 11, 1, 11]  # frames 0..4
+    assert smooth[-1].tolist() == smooth[3].tolist()  # the last ones share the final window
+    assert len(smooth) == len(boxes)
+
+
+def test_user_box_must_fit():
+    frame = np.zeros((100, 80, 3), np.uint8)
+    assert face_boxes([frame], (10, 60, 5, 70)).tolist() == [[10, 60, 5, 70]]
+    with pytest.raises(LipstreamError, match="not inside"):
+        face_boxes([frame], (10, 160, 5, 70))

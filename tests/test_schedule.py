@@ -1,0 +1,41 @@
+import numpy as np
+import torch
+
+from stream.clock import Clock
+from stream.frames import PcmChunk
+from stream.mel import wav2lip_mel
+from stream.resample import StreamResampler
+from stream.schedule import FrameScheduler, Progress
+
+
+class _StillAvatar:
+    def frame_index(self, i):
+        return torch.zeros_like(torch.as_tensor(i))
+
+
+def test_clock_integer_arithmetic():
+    c = Clock(22050, 25)
+    assert c.frames_for(22050) == 25 and c.frames_for(22051) == 26 and c.frames_for(1) == 1
+    assert c.frame_start(1, 48000) == 1920 and [c.mel_start(i) for i in range(4)] == [0, 3, 6, 9]
+    assert Clock(16000, 30).mel_start(3) == 8
+
+
+def test_scheduler_windows_and_audio_follow_the_clock(speech_22k):
+    batches, progress = [], Progress()
+    s = FrameScheduler(25, _StillAvatar(), torch.device("cpu"), batch_size=7, progress=progress)
+    for i in range(0, len(speech_22k), 1500):
+        s.process(PcmChunk(speech_22k[i : i + 1500], 22050), batches.append)
+    s.finish(batches.append)
+    n = -(-len(speech_22k) * 25 // 22050)
+    assert progress.total == n == sum(b.count for b in batches)
+    assert [b.start for b in batches] == list(range(0, n, 7))
+    mel = torch.cat([b.mel for b in batches])
+    r = StreamResampler(22050, 16000)
+    whole = wav2lip_mel(torch.cat([r.push(torch.from_numpy(speech_22k)), r.finish()]))
+    t = whole.shape[1]
+    for i in (0, 1, 10, n // 2, n - 1):
+        start = min(int(i * 80 / 25), t - 16)
+        assert torch.allclose(mel[i, 0], whole[:, start : start + 16], atol=1e-4)
+    audio = np.concatenate([b.audio for b in batches])
+    assert len(audio) == n * 1920  # padded with silence to the last frame's end
+    assert all(len(b.audio) == b.count * 1920 for b in batches)
