@@ -1,9 +1,24 @@
-"""lipstream: text or live audio in, a lip-synced talking avatar out."""
-from .checkpoint import load_wav2lip
-from .config import RenderConfig
-from .errors import LipstreamError
-from .mel import wav2lip_mel
-from .render import RenderResult, render
-from .wav2lip import Wav2Lip
+"""lipstream: text or live audio in, a lip-synced talking avatar out.
 
-__all__ = ["Wav2Lip", "load_wav2lip", "wav2lip_mel", "render", "RenderResult", "RenderConfig", "LipstreamError"]
+Names resolve lazily, so the torch-only parts (model, mel, kernels) import on a machine that has
+torch and triton but not the media stack (PyAV, eSpeak).
+"""
+import importlib
+
+_NAMES = {
+    "Wav2Lip": "wav2lip",
+    "load_wav2lip": "checkpoint",
+    "wav2lip_mel": "mel",
+    "render": "render_file",
+    "RenderResult": "render_file",
+    "RenderConfig": "config",
+    "LipstreamError": "errors",
+    "InferenceWav2Lip": "inference",
+}
+__all__ = list(_NAMES)
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module 'stream' has no attribute {name!r}")

@@ -51,3 +51,22 @@ def load_wav2lip(path: str, device: str | torch.device = "auto") -> Wav2Lip:
         )
     model.load_state_dict(state)
     return model.to(resolve_device(device)).eval()
+
+
+def save_random_wav2lip(path: str, seed: int = 0, prefix: str = "") -> None:
+    """A random-weight Wav2Lip in the public training script's format, for tests and benchmarks.
+
+    BatchNorm statistics are randomised too, so a wrong layout or a bad fold shows in the outputs.
+    """
+    torch.manual_seed(seed)
+    model = Wav2Lip()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    state = {prefix + k: v for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "optimizer": optimizer.state_dict(), "global_step": 1, "global_epoch": 0}, path)

@@ -24,6 +24,8 @@ def _render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=int, help="video frame rate (default 25)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the models and frames live (default auto)")
     p.add_argument("--batch-size", type=int, help="frames per lip-sync batch (default 16)")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="Wav2Lip precision (default auto: bf16 on CUDA and on CPUs with native bf16)")
     p.add_argument("--voice", help="eSpeak voice for the embedded TTS (default en-us)")
     p.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or store the prepared avatar")
@@ -61,7 +63,7 @@ class _Bar:
 
 
 def _cmd_render(args) -> int:
-    from .render import render
+    from .render_file import render
     from .schedule import Progress
 
     progress = Progress()
@@ -71,7 +73,7 @@ def _cmd_render(args) -> int:
             args.output, text=args.text, text_file=args.text_file, audio=args.audio, config=args.config,
             progress=progress, on_tick=bar.tick, avatar=args.avatar, checkpoint=args.checkpoint,
             box=tuple(args.box) if args.box else None, fps=args.fps, device=args.device,
-            batch_size=args.batch_size, voice=args.voice, cache=False if args.no_cache else None,
+            batch_size=args.batch_size, precision=args.precision, voice=args.voice, cache=False if args.no_cache else None,
         )
     finally:
         bar.close()
@@ -84,10 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
     sub = parser.add_subparsers(dest="command", required=True)
     _render_args(sub.add_parser("render", help="text or audio → lip-synced MP4"))
+    from .bench import add_args as _bench_args  # torch-only: works where the media stack is absent
+
+    _bench_args(sub.add_parser("bench", help="measure the lip-sync stage and a whole render"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="lipstream: %(message)s")
     try:
-        return {"render": _cmd_render}[args.command](args)
+        if args.command == "bench":
+            from .bench import run
+
+            return run(args)
+        return _cmd_render(args)
     except LipstreamError as e:
         print(f"lipstream: error: {e}", file=sys.stderr)
         return 2

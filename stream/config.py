@@ -20,6 +20,7 @@ class RenderConfig:
     fps: int = 25
     device: str = "auto"
     batch_size: int = 16
+    precision: str = "auto"  # Wav2Lip: auto (bf16 on CUDA and bf16-capable CPUs), float32, bfloat16, float16
     voice: str = "en-us"
     words_per_minute: int = 165
     preset: str = "veryfast"  # libx264
@@ -34,6 +35,8 @@ class RenderConfig:
             raise LipstreamError(f"batch_size must be from 1 to 1024, not {self.batch_size!r}")
         if not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
             raise LipstreamError(f"crf must be from 0 to 51, not {self.crf!r}")
+        if self.precision not in ("auto", "float32", "bfloat16", "float16"):
+            raise LipstreamError(f"precision must be auto, float32, bfloat16 or float16, not {self.precision!r}")
         if self.box is not None:
             if len(self.box) != 4 or not all(isinstance(v, int) for v in self.box):
                 raise LipstreamError(f"box must be four whole numbers: top bottom left right, not {self.box!r}")

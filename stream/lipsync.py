@@ -10,6 +10,7 @@ from kernels import prepare
 
 from .checkpoint import load_wav2lip
 from .frames import FrameBatch
+from .inference import InferenceWav2Lip
 from .pipeline import Stage
 from .procedural import ProceduralLipSync
 
@@ -27,20 +28,22 @@ class LipSyncBackend(Protocol):
 class Wav2LipBackend:
     name = "wav2lip"
 
-    def __init__(self, checkpoint: str, device: torch.device):
+    def __init__(self, checkpoint: str, device: torch.device, precision: str = "auto"):
         self.device = device
-        self.dtype = torch.float32
-        self.model = load_wav2lip(checkpoint, device)
+        self.model = InferenceWav2Lip(load_wav2lip(checkpoint, device), device, precision)
+        self.dtype = self.model.dtype
 
-    @torch.inference_mode()
+    def describe(self) -> str:
+        return f"wav2lip {self.model.describe()}"
+
     def __call__(self, mel: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-        return self.model(mel.to(self.dtype), faces.to(self.dtype))
+        return self.model(mel, faces)
 
 
-def make_backend(checkpoint: str | None, device: torch.device) -> LipSyncBackend:
+def make_backend(checkpoint: str | None, device: torch.device, precision: str = "auto") -> LipSyncBackend:
     """Wav2Lip when a checkpoint is configured, the procedural mouth otherwise."""
     if checkpoint:
-        return Wav2LipBackend(checkpoint, device)
+        return Wav2LipBackend(checkpoint, device, precision)
     return ProceduralLipSync(device)
 
 
@@ -52,7 +55,8 @@ class LipSyncStage(Stage):
     def __init__(self, backend: LipSyncBackend, avatar):
         self.backend, self.avatar = backend, avatar
         self.device = backend.device
-        self.engine = f"{backend.name} {str(backend.dtype).removeprefix('torch.')}"
+        describe = getattr(backend, "describe", None)
+        self.engine = describe() if describe else f"{backend.name} {str(backend.dtype).removeprefix('torch.')}"
 
     def process(self, item: FrameBatch, emit) -> None:
         faces = prepare(self.avatar.crops, item.avatar_idx, self.backend.dtype)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any, Callable, Iterable
 
 import torch
@@ -19,6 +20,7 @@ class Stage:
     name = "stage"
     engine = "python"
     device: Any = "cpu"
+    busy = 0.0  # seconds spent in process/finish, excluding waits on the queues
 
     def process(self, item: Any, emit: Callable[[Any], None]) -> None:
         emit(item)
@@ -80,12 +82,15 @@ class Pipeline:
     def _loop(self, stage: Stage, inq: queue.Queue, out: queue.Queue | None, emit) -> None:
         while True:
             item = self._get(inq)
+            start = time.perf_counter()
             if item is _END:
                 stage.finish(emit)
+                stage.busy += time.perf_counter() - start
                 if out is not None:
                     self._put(out, _END)
                 return
             stage.process(item, emit)
+            stage.busy += time.perf_counter() - start  # includes time blocked in emit: an upper bound
 
     def stop(self) -> None:
         """Abandon the run (the caller's run() returns, raising nothing unless a stage failed)."""

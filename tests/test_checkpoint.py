@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conftest import save_public_checkpoint
+from stream.checkpoint import save_random_wav2lip
 from stream import LipstreamError, Wav2Lip, load_wav2lip
 
 
@@ -12,10 +12,9 @@ def test_parameter_count_matches_public_model():
 @pytest.mark.parametrize("prefix", ["", "module."])
 def test_public_format_loads_and_runs(tmp_path, prefix):
     path = tmp_path / "w.pth"
-    save_public_checkpoint(path, prefix=prefix, seed=3)
+    save_random_wav2lip(str(path), seed=3, prefix=prefix)
     model = load_wav2lip(str(path), "cpu")
     assert not model.training
-    torch.manual_seed(3)
     reference = Wav2Lip()
     ckpt = torch.load(path, weights_only=True)["state_dict"]
     reference.load_state_dict({k.removeprefix("module."): v for k, v in ckpt.items()})

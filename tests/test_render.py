@@ -61,7 +61,7 @@ def test_render_with_wav2lip_checkpoint(tmp_path, wav2lip_checkpoint):
     result = render(str(out), text="Testing the learned mouth.", checkpoint=wav2lip_checkpoint, batch_size=8,
                     box=BOX, progress=progress)
     _check_video(out, progress.speech_samples, moving=False)
-    assert "wav2lip float32" in result.summary()
+    assert "lipsync wav2lip" in result.summary() and "folded channels_last" in result.summary()
 
 
 def test_render_from_audio_file_at_other_fps(tmp_path, speech_22k):

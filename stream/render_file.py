@@ -30,6 +30,7 @@ class RenderResult:
     speech_seconds: float
     wall_seconds: float
     stages: list[str]
+    busy: dict[str, float]  # seconds each stage spent working (an upper bound: includes blocked emits)
 
     @property
     def realtime_factor(self) -> float:
@@ -75,7 +76,7 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         source = text_source(_read_text(text, text_file))
         speech = TTSStage(EspeakTTS(cfg.voice, cfg.words_per_minute))
     avatar = load_avatar(cfg.avatar, device, cfg.box, use_cache=cfg.cache)
-    backend = make_backend(cfg.checkpoint, device)
+    backend = make_backend(cfg.checkpoint, device, cfg.precision)
     if backend.name == "procedural":
         log.info("no Wav2Lip checkpoint configured: using the procedural mouth (give --checkpoint for Wav2Lip)")
     progress = progress or Progress()
@@ -85,7 +86,7 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, progress),
         LipSyncStage(backend, avatar),
         ComposeStage(avatar),
-        EncodeStage(X264Encoder(w, h, cfg.fps, cfg.preset, cfg.crf)),
+        EncodeStage(X264Encoder(w, h, cfg.fps, cfg.preset, cfg.crf), device),
         Mp4Sink(output, w, h, cfg.fps, progress),
     ) if s is not None]
     for s in stages:
@@ -97,5 +98,6 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         speech_seconds=progress.speech_samples / max(1, progress.sample_rate),
         wall_seconds=time.perf_counter() - started,
         stages=[s.describe() for s in stages],
+        busy={s.name: round(s.busy, 3) for s in stages},
     )
 

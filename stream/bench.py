@@ -1,0 +1,171 @@
+"""`lipstream bench lipsync`: frames per second of the lip-sync stage by batch size and precision,
+and of a whole render; a table on stdout and the same numbers as JSON."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+
+import torch
+
+from .checkpoint import load_wav2lip, save_random_wav2lip
+from .inference import InferenceWav2Lip, cpu_has_bf16
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class GpuSampler:
+    """Mean GPU utilisation (NVML) while a block runs; None where NVML is absent."""
+
+    def __init__(self, device: torch.device):
+        self.handle, self.samples = None, []
+        if device.type != "cuda":
+            return
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+        except Exception:  # noqa: BLE001 - NVML is optional: the number is then simply missing
+            self.handle = None
+
+    def __enter__(self):
+        self.samples, self._stop = [], threading.Event()
+        if self.handle is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.samples.append(self._nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self.handle is not None:
+            self._thread.join()
+
+    @property
+    def mean(self) -> float | None:
+        return round(sum(self.samples) / len(self.samples), 1) if self.samples else None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def machine(device: torch.device) -> dict:
+    info = {"date": datetime.date.today().isoformat(), "torch": torch.__version__, "device": str(device),
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "cpu_bf16": cpu_has_bf16()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def bench_lipsync(model, device: torch.device, precisions: list[str], batches: list[int], seconds: float) -> list[dict]:
+    from kernels import prepare
+
+    crops = torch.randint(0, 256, (64, 96, 96, 3), dtype=torch.uint8, device=device)
+    rows = []
+    for precision in precisions:
+        fast = InferenceWav2Lip(model, device, precision)
+        for b in batches:
+            mel = torch.randn(b, 1, 80, 16, device=device)
+            idx = torch.arange(b, device=device) % len(crops)
+
+            def step():
+                return fast(mel, prepare(crops, idx, fast.dtype))
+
+            for _ in range(2):  # graph capture, cuDNN / oneDNN algorithm choice
+                step()
+            _sync(device)
+            n, start = 0, time.perf_counter()
+            with GpuSampler(device) as gpu:
+                while True:
+                    step()
+                    n += 1
+                    if n % 4 == 0 or device.type == "cpu":
+                        _sync(device)
+                        if time.perf_counter() - start >= seconds:
+                            break
+                _sync(device)
+                wall = time.perf_counter() - start
+            rows.append({"precision": precision, "dtype": str(fast.dtype).removeprefix("torch."), "batch": b,
+                         "fps": round(n * b / wall, 1), "ms_per_batch": round(1000 * wall / n, 2),
+                         "gpu_util": gpu.mean})
+    return rows
+
+
+def bench_render(checkpoint: str, device: torch.device, precision: str, text_file: str, batch: int) -> dict:
+    from .render_file import render
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "bench.mp4")
+        render(out, text_file=text_file, checkpoint=checkpoint, device=str(device), precision=precision,
+               batch_size=batch, cache=True)  # a first run fills the avatar cache and warms the kernels
+        with GpuSampler(device) as gpu:
+            r = render(out, text_file=text_file, checkpoint=checkpoint, device=str(device), precision=precision,
+                       batch_size=batch)
+    return {"frames": r.frames, "speech_s": round(r.speech_seconds, 2), "wall_s": round(r.wall_seconds, 2),
+            "fps": round(r.frames / r.wall_seconds, 1), "realtime_factor": round(r.realtime_factor, 2),
+            "precision": precision, "batch": batch, "gpu_util": gpu.mean, "stages": r.stages, "busy_s": r.busy}
+
+
+def table(rows: list[dict], keys: list[str]) -> str:
+    widths = [max(len(k), *(len(str(r.get(k))) for r in rows)) for k in keys]
+    lines = ["  ".join(k.ljust(w) for k, w in zip(keys, widths))]
+    lines += ["  ".join(str(r.get(k)).ljust(w) for k, w in zip(keys, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from .device import resolve_device
+
+    device = resolve_device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint
+        if checkpoint is None:  # same shapes and FLOPs as the public model; speed does not depend on weights
+            checkpoint = os.path.join(tmp, "random_wav2lip.pth")
+            save_random_wav2lip(checkpoint)
+        model = load_wav2lip(checkpoint, "cpu")
+        precisions = args.precisions.split(",") if args.precisions else (
+            ["float32", "bfloat16", "float16"] if device.type == "cuda" else
+            ["float32", "bfloat16"] if cpu_has_bf16() else ["float32"])
+        batches = [int(b) for b in args.batches.split(",")] if args.batches else (
+            [8, 32, 64, 128, 256, 512] if device.type == "cuda" else [1, 8, 16, 32])
+        result = {"machine": machine(device), "weights": "given" if args.checkpoint else "random",
+                  "lipsync": bench_lipsync(model, device, precisions, batches, args.seconds)}
+        print(table(result["lipsync"], ["precision", "batch", "fps", "ms_per_batch", "gpu_util"]))
+        if not args.no_render:
+            best = max(result["lipsync"], key=lambda r: r["fps"])
+            render_batch = min(best["batch"], 64) if device.type == "cpu" else best["batch"]
+            result["render"] = bench_render(checkpoint, device, best["precision"], args.text_file, render_batch)
+            r = result["render"]
+            print(f"\nwhole render of {os.path.relpath(args.text_file)}: {r['frames']} frames, {r['speech_s']} s of speech "
+                  f"in {r['wall_s']} s = {r['fps']} frames/s ({r['realtime_factor']}× real time), "
+                  f"{r['precision']} batch {r['batch']}, gpu util {r['gpu_util']}\nbusy seconds per stage: {r['busy_s']}")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def add_args(p) -> None:
+    p.add_argument("what", choices=["lipsync"], help="what to measure")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--checkpoint", help="Wav2Lip checkpoint (default: random weights, same cost)")
+    p.add_argument("--precisions", help="comma list of float32,bfloat16,float16 (default: all this device runs)")
+    p.add_argument("--batches", help="comma list of batch sizes")
+    p.add_argument("--seconds", type=float, default=2.0, help="time per measurement (default 2)")
+    p.add_argument("--text-file", default=os.path.join(ROOT, "examples", "bench.txt"), help="text for the whole render")
+    p.add_argument("--no-render", action="store_true", help="skip the whole-render measurement")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")

@@ -1,0 +1,82 @@
+"""The inference form of Wav2Lip against the plain model; precision errors stated in 8-bit levels."""
+import pytest
+import torch
+
+from stream.checkpoint import load_wav2lip
+from stream.inference import BUCKETS, InferenceWav2Lip, bucket_for, cpu_has_bf16, fold_batchnorm, resolve_precision
+from stream.wav2lip import Conv
+
+# Largest difference from the float32 model, in 8-bit levels of the mouth output (CPU, random
+# weights with randomised BatchNorm statistics). Measured: folded float32 0.00003, bfloat16 0.54
+# (mean 0.17), float16 0.07 (mean 0.02). Random weights keep the output near 0.5, where the
+# sigmoid is steepest, so these are upper-end figures per unit of logit error.
+LEVELS = {"float32": 0.001, "bfloat16": 1.0, "float16": 0.2}
+
+
+@pytest.fixture(scope="module")
+def model(wav2lip_checkpoint):
+    return load_wav2lip(wav2lip_checkpoint, "cpu")
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(5, 1, 80, 16, generator=g) * 2, torch.rand(5, 6, 96, 96, generator=g)
+
+
+def test_folded_model_matches_within_1e_5(model, inputs):
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    assert sum(isinstance(m, Conv) for m in folded.modules()) == sum(isinstance(m, Conv) for m in model.modules())
+    with torch.no_grad():
+        assert (folded(*inputs) - model(*inputs)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
+def test_reduced_precision_error(model, inputs, precision):
+    if precision == "bfloat16" and not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16")
+    with torch.no_grad():
+        reference = model(*inputs)
+    fast = InferenceWav2Lip(model, torch.device("cpu"), precision)
+    out = fast(*inputs)
+    assert out.dtype == fast.dtype and out.shape == reference.shape
+    levels = (out.float() - reference).abs().max().item() * 255
+    assert levels <= LEVELS[precision], f"{precision}: {levels:.3f} levels"
+
+
+def test_buckets_pad_without_changing_results(model, inputs):
+    assert [bucket_for(n) for n in (1, 3, 8, 9, 600)] == [1, 4, 8, 16, BUCKETS[-1]]
+    fast = InferenceWav2Lip(model, torch.device("cpu"), "float32")
+    mel, faces = inputs
+    together = fast(mel, faces)  # 5 → bucket 8
+    alone = torch.cat([fast(mel[i : i + 1], faces[i : i + 1]) for i in range(5)])
+    assert together.shape[0] == 5
+    assert (together - alone).abs().max() < 1e-5
+
+
+def test_precision_choice():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    assert resolve_precision("auto", torch.device("cuda")) == torch.bfloat16
+    with pytest.raises(ValueError):
+        resolve_precision("int4", cpu)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_cuda_graphs_match_eager(model, inputs, precision):
+    dev = torch.device("cuda")
+    graphs = InferenceWav2Lip(model, dev, precision, cuda_graphs=True)
+    eager = InferenceWav2Lip(model, dev, precision, cuda_graphs=False)
+    mel, faces = (x.to(dev) for x in inputs)
+    a, b = graphs(mel, faces), eager(mel, faces)
+    assert (a.float() - b.float()).abs().max() * 255 <= 1.0
+    with torch.no_grad():
+        ref = model.to(dev)(mel, faces)
+    levels = (a.float() - ref).abs().max().item() * 255
+    assert levels <= LEVELS[precision] * 2, f"{precision} on CUDA: {levels:.3f} levels"
+    again = graphs(mel[:3], faces[:3])  # same bucket (4 ≠ 8): a second graph
+    assert again.shape[0] == 3 and len(graphs._graphs) == 2
