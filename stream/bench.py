@@ -1,5 +1,5 @@
-"""`lipstream bench lipsync`: frames per second of the lip-sync stage by batch size and precision,
-and of a whole render; a table on stdout and the same numbers as JSON."""
+"""`lipstream bench lipsync|kernels`: frames per second of the lip-sync stage by batch size and
+precision and of a whole render, or of each frame-path kernel; a table and the same numbers as JSON."""
 from __future__ import annotations
 
 import datetime
@@ -115,7 +115,48 @@ def bench_render(checkpoint: str, device: torch.device, precision: str, text_fil
                        batch_size=batch)
     return {"frames": r.frames, "speech_s": round(r.speech_seconds, 2), "wall_s": round(r.wall_seconds, 2),
             "fps": round(r.frames / r.wall_seconds, 1), "realtime_factor": round(r.realtime_factor, 2),
+            "first_frame_s": round(r.first_frame_seconds, 3) if r.first_frame_seconds is not None else None,
             "precision": precision, "batch": batch, "gpu_util": gpu.mean, "stages": r.stages, "busy_s": r.busy}
+
+
+def _time(fn, device: torch.device, seconds: float) -> float:
+    fn()
+    _sync(device)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        n += 1
+        _sync(device)
+    return (time.perf_counter() - start) / n
+
+
+def bench_kernels(device: torch.device, batch: int, seconds: float) -> list[dict]:
+    """Each frame-path kernel against its torch reference, on 512×512 frames."""
+    import importlib
+
+    g = torch.Generator().manual_seed(0)
+    crops = torch.randint(0, 256, (64, 96, 96, 3), dtype=torch.uint8, generator=g).to(device)
+    idx = torch.arange(batch, device=device) % 64
+    frames = torch.randint(0, 256, (batch, 512, 512, 3), dtype=torch.uint8, generator=g).to(device)
+    mouths = torch.rand(batch, 3, 96, 96, generator=g).to(device, torch.bfloat16)
+    boxes = torch.tensor([[67, 170, 177, 270]] * batch, device=device)
+    mask = torch.rand(96, 96, generator=g).to(device)
+    cases = {
+        "prepare": ("kernels.prepare", "prepare", (crops, idx, torch.bfloat16)),
+        "compose": ("kernels.compose", "compose", (frames, mouths, boxes, mask)),
+        "bgr_to_i420": ("kernels.colour", "bgr_to_i420", (frames,)),
+        "bgr_to_nv12": ("kernels.colour", "bgr_to_nv12", (frames,)),
+    }
+    rows = []
+    for name, (module, fn, args) in cases.items():
+        mod = importlib.import_module(module)
+        row = {"kernel": name, "batch": batch}
+        for impl in ("ref", "triton") if device.type == "cuda" else ("ref",):
+            t = _time(lambda: getattr(mod, f"{fn}_{impl}")(*args), device, seconds)
+            row[f"{impl}_ms"] = round(1000 * t, 3)
+            row[f"{impl}_frames_per_s"] = round(batch / t, 1)
+        rows.append(row)
+    return rows
 
 
 def table(rows: list[dict], keys: list[str]) -> str:
@@ -129,6 +170,12 @@ def run(args) -> int:
     from .device import resolve_device
 
     device = resolve_device(args.device)
+    if args.what == "kernels":
+        result = {"machine": machine(device), "kernels": bench_kernels(device, args.kernel_batch, args.seconds)}
+        keys = ["kernel", "batch", "ref_ms", "ref_frames_per_s"] + (["triton_ms", "triton_frames_per_s"] if device.type == "cuda" else [])
+        print(table(result["kernels"], keys))
+        _write(args.json, result)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint
         if checkpoint is None:  # same shapes and FLOPs as the public model; speed does not depend on weights
@@ -150,17 +197,21 @@ def run(args) -> int:
             r = result["render"]
             print(f"\nwhole render of {os.path.relpath(args.text_file)}: {r['frames']} frames, {r['speech_s']} s of speech "
                   f"in {r['wall_s']} s = {r['fps']} frames/s ({r['realtime_factor']}× real time), "
-                  f"{r['precision']} batch {r['batch']}, gpu util {r['gpu_util']}\nbusy seconds per stage: {r['busy_s']}")
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"\nwrote {args.json}")
+                  f"{r['precision']} batch {r['batch']}, first frame at {r['first_frame_s']} s, gpu util {r['gpu_util']}\nbusy seconds per stage: {r['busy_s']}")
+    _write(args.json, result)
     return 0
 
 
+def _write(path: str | None, result: dict) -> None:
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"\nwrote {path}")
+
+
 def add_args(p) -> None:
-    p.add_argument("what", choices=["lipsync"], help="what to measure")
+    p.add_argument("what", choices=["lipsync", "kernels"], help="the lip-sync stage (and a whole render), or the frame-path kernels")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--checkpoint", help="Wav2Lip checkpoint (default: random weights, same cost)")
     p.add_argument("--precisions", help="comma list of float32,bfloat16,float16 (default: all this device runs)")
@@ -168,4 +219,5 @@ def add_args(p) -> None:
     p.add_argument("--seconds", type=float, default=2.0, help="time per measurement (default 2)")
     p.add_argument("--text-file", default=os.path.join(ROOT, "examples", "bench.txt"), help="text for the whole render")
     p.add_argument("--no-render", action="store_true", help="skip the whole-render measurement")
+    p.add_argument("--kernel-batch", type=int, default=32, help="frames per kernel call (bench kernels)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")

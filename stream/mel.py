@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
-import torchaudio
 
 SAMPLE_RATE = 16_000
 N_FFT = 800
@@ -18,13 +18,32 @@ PREEMPHASIS = 0.97
 PAD = N_FFT // 2
 
 
+def _slaney_hz_to_mel(f: np.ndarray) -> np.ndarray:
+    # Linear below 1 kHz, logarithmic above (Slaney's Auditory Toolbox, librosa's default).
+    return np.where(f < 1000.0, 3.0 * f / 200.0, 15.0 + 27.0 * np.log(np.maximum(f, 1e-9) / 1000.0) / np.log(6.4))
+
+
+def _slaney_mel_to_hz(m: np.ndarray) -> np.ndarray:
+    return np.where(m < 15.0, 200.0 * m / 3.0, 1000.0 * np.exp((m - 15.0) * np.log(6.4) / 27.0))
+
+
+def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS,
+                   fmin: float = 55.0, fmax: float = 7600.0) -> np.ndarray:
+    """n_mels × (n_fft/2 + 1) triangles on the Slaney mel scale, each of unit area (float64).
+
+    Written with NumPy rather than torchaudio so the CUDA path needs torch and NumPy only.
+    """
+    freqs = np.linspace(0.0, sr / 2, n_fft // 2 + 1)
+    edges = _slaney_mel_to_hz(np.linspace(_slaney_hz_to_mel(np.float64(fmin)), _slaney_hz_to_mel(np.float64(fmax)), n_mels + 2))
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    tri = np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
+    return tri * (2.0 / (hi - lo))
+
+
 @functools.lru_cache(maxsize=8)
 def _basis(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
-    fb = torchaudio.functional.melscale_fbanks(
-        N_FFT // 2 + 1, 55.0, 7600.0, N_MELS, SAMPLE_RATE, norm="slaney", mel_scale="slaney"
-    )
-    return window.float().to(device), fb.T.contiguous().float().to(device)  # (800,), (80, 401)
+    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float32, device=device)
+    return window, torch.from_numpy(mel_filterbank()).float().to(device)  # (800,), (80, 401)
 
 
 def _normalise(mag: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:

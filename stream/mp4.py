@@ -5,6 +5,7 @@ import fractions
 import io
 import os
 import tempfile
+import time
 
 import av
 import numpy as np
@@ -66,6 +67,8 @@ class Mp4Sink(Stage):
             self._audio_pts += len(item.audio)
             for packet in self._audio.encode(frame):
                 self._out.mux(packet)
+        if self.progress.first_frame_at is None and item.count:
+            self.progress.first_frame_at = time.perf_counter()
         self.frames += item.count
         self.progress.done = self.frames
         emit(item)

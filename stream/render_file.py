@@ -31,6 +31,7 @@ class RenderResult:
     wall_seconds: float
     stages: list[str]
     busy: dict[str, float]  # seconds each stage spent working (an upper bound: includes blocked emits)
+    first_frame_seconds: float | None = None  # from the call to the first muxed frame, set-up included
 
     @property
     def realtime_factor(self) -> float:
@@ -38,8 +39,9 @@ class RenderResult:
         return self.speech_seconds / self.wall_seconds if self.wall_seconds else float("inf")
 
     def summary(self) -> str:
+        first = f", first frame at {self.first_frame_seconds:.2f} s" if self.first_frame_seconds is not None else ""
         return (f"{self.output}: {self.frames} frames, {self.speech_seconds:.2f} s of speech in "
-                f"{self.wall_seconds:.2f} s ({self.realtime_factor:.2f}× real time) | " + " · ".join(self.stages))
+                f"{self.wall_seconds:.2f} s ({self.realtime_factor:.2f}× real time{first}) | " + " · ".join(self.stages))
 
 
 def _read_text(text: str | None, text_file: str | None) -> str:
@@ -99,5 +101,6 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         wall_seconds=time.perf_counter() - started,
         stages=[s.describe() for s in stages],
         busy={s.name: round(s.busy, 3) for s in stages},
+        first_frame_seconds=progress.first_frame_at - started if progress.first_frame_at else None,
     )
 

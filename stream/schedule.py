@@ -26,6 +26,7 @@ class Progress:
         self.total: int | None = None
         self.speech_samples = 0
         self.sample_rate = 0
+        self.first_frame_at: float | None = None  # perf_counter() when the sink got its first frame
 
 
 class FrameScheduler(Stage):

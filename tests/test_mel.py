@@ -71,3 +71,13 @@ def test_very_short_audio_gives_columns():
     assert wav2lip_mel(short).shape == (80, 3)
     s = MelStream(torch.device("cpu"))
     assert torch.cat([s.push(short), s.finish()], 1).shape == (80, 3)
+
+
+def test_filterbank_matches_torchaudio_slaney():
+    import torchaudio
+
+    from stream.mel import mel_filterbank
+
+    ta = torchaudio.functional.melscale_fbanks(401, 55.0, 7600.0, 80, 16000, norm="slaney", mel_scale="slaney")
+    assert np.abs(mel_filterbank() - ta.T.double().numpy()).max() < 1e-6
+    assert np.abs(mel_filterbank() - _slaney_filters()).max() < 1e-12
