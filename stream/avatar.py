@@ -83,24 +83,27 @@ def _load_cached(path: str) -> dict | None:
     try:
         with np.load(path) as z:
             return {k: z[k] for k in ("boxes", "crops", "mask")}
-    except (OSError, ValueError, KeyError):
+    except Exception:  # noqa: BLE001 - a missing or damaged entry is just recomputed
         return None
 
 
 def _save_cached(path: str, **arrays) -> None:
+    tmp = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp.npz")
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
         os.replace(tmp, path)
-    except OSError as e:  # a read-only cache only costs time
+    except OSError as e:  # a read-only or full cache only costs time
         log.warning("avatar cache not written (%s)", e)
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load_avatar(path: str, device: torch.device, box=None, use_cache: bool = True) -> Avatar:
     frames = media.read_avatar(path)
-    cache_file = os.path.join(_cache_dir(), _key(path, box) + ".npz")
+    cache_file = os.path.join(_cache_dir(), _key(path, box) + ".npz") if use_cache else None
     cached = _load_cached(cache_file) if use_cache else None
     if cached is not None and len(cached["boxes"]) == len(frames):
         boxes, crops, mask = cached["boxes"], cached["crops"], cached["mask"]

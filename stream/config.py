@@ -29,6 +29,16 @@ class RenderConfig:
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
+        for name, kind in (("avatar", str), ("device", str), ("voice", str), ("preset", str), ("precision", str),
+                           ("words_per_minute", int), ("cache", bool)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise LipstreamError(f"{name} must be a {kind.__name__}, not {value!r}")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, str):
+            raise LipstreamError(f"checkpoint must be a path, not {self.checkpoint!r}")
+        for name in ("fps", "batch_size", "crf"):
+            if isinstance(getattr(self, name), bool):
+                raise LipstreamError(f"{name} must be a whole number, not {getattr(self, name)!r}")
         if not isinstance(self.fps, int) or not 1 <= self.fps <= 120:
             raise LipstreamError(f"fps must be a whole number from 1 to 120, not {self.fps!r}")
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 1024:
@@ -37,8 +47,11 @@ class RenderConfig:
             raise LipstreamError(f"crf must be from 0 to 51, not {self.crf!r}")
         if self.precision not in ("auto", "float32", "bfloat16", "float16"):
             raise LipstreamError(f"precision must be auto, float32, bfloat16 or float16, not {self.precision!r}")
+        if not 80 <= self.words_per_minute <= 450:
+            raise LipstreamError(f"words_per_minute must be from 80 to 450, not {self.words_per_minute}")
         if self.box is not None:
-            if len(self.box) != 4 or not all(isinstance(v, int) for v in self.box):
+            if (not isinstance(self.box, (list, tuple)) or len(self.box) != 4
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in self.box)):
                 raise LipstreamError(f"box must be four whole numbers: top bottom left right, not {self.box!r}")
             self.box = tuple(self.box)
 

@@ -14,7 +14,14 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise LipstreamError(f"device {name!r} requested but no CUDA GPU is available (use --device cpu or auto)")
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise LipstreamError(f"unknown device {name!r}: use cuda or cuda:N") from None
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise LipstreamError(f"{name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device("cuda", index)
     if name == "cpu":
         return torch.device("cpu")
     raise LipstreamError(f"unknown device {name!r}: use auto, cpu or cuda")

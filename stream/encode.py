@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fractions
+from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -9,24 +10,51 @@ import torch
 
 from kernels import bgr_to_i420
 
+from .errors import LipstreamError
 from .frames import FrameBatch
 from .pipeline import Stage
+
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+
+
+@dataclass(frozen=True)
+class VideoFormat:
+    """Everything that shapes the H.264 parameter sets; the encoder and the MP4 track both use it,
+    so the file's avcC header describes exactly the stream it holds."""
+
+    width: int
+    height: int
+    fps: int
+    preset: str = "veryfast"
+    crf: int = 20
+    tune: str | None = None
+
+    def configure(self, ctx) -> None:
+        ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, "yuv420p"
+        ctx.time_base = fractions.Fraction(1, self.fps)
+        ctx.framerate = fractions.Fraction(self.fps, 1)
+        # BT.601 limited range is what swscale and kernels.colour produce; say so in the stream.
+        ctx.colorspace, ctx.color_range = av.video.reformatter.Colorspace.ITU601, av.video.reformatter.ColorRange.MPEG
+        ctx.color_primaries, ctx.color_trc = 6, 6  # SMPTE 170M
+        options = {"preset": self.preset, "crf": str(self.crf)}
+        if self.tune:
+            options["tune"] = self.tune
+        ctx.options = options
 
 
 class X264Encoder:
     name = "libx264"
 
-    def __init__(self, width: int, height: int, fps: int, preset: str = "veryfast", crf: int = 20,
-                 tune: str | None = None):
-        ctx = av.CodecContext.create("libx264", "w")
-        ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
-        ctx.time_base = fractions.Fraction(1, fps)
-        ctx.framerate = fractions.Fraction(fps, 1)
-        options = {"preset": preset, "crf": str(crf)}
-        if tune:
-            options["tune"] = tune
-        ctx.options = options
-        self.ctx = ctx
+    def __init__(self, fmt: VideoFormat):
+        if fmt.preset not in PRESETS:
+            raise LipstreamError(f"unknown x264 preset {fmt.preset!r} (one of {', '.join(PRESETS)})")
+        self.format = fmt
+        self.ctx = av.CodecContext.create("libx264", "w")
+        fmt.configure(self.ctx)
+        try:
+            self.ctx.open()  # fail here, before any work, on settings libx264 refuses
+        except av.FFmpegError as e:
+            raise LipstreamError(f"libx264 refused the settings {fmt}: {e}") from None
 
     def encode(self, image, pts: int, fmt: str = "bgr24") -> list[av.Packet]:
         """`image`: H×W×3 BGR (`bgr24`) or (H·3/2)×W I420 (`yuv420p`), host memory."""

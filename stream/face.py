@@ -53,6 +53,7 @@ def face_boxes(frames: list[np.ndarray], box=None, source: str = "avatar") -> np
     h, w = frames[0].shape[:2]
     if box is not None:
         t, b, l, r = (int(v) for v in box)
+        b, r = (h if b == h + 1 else b), (w if r == w + 1 else r)  # an odd-sized frame lost its last row/column
         if not (0 <= t < b <= h and 0 <= l < r <= w):
             raise LipstreamError(f"--box {t} {b} {l} {r} is not inside the {w}×{h} frame of {source}")
         return np.tile(np.array([t, b, l, r], dtype=np.int64), (len(frames), 1))

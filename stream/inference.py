@@ -1,5 +1,6 @@
-"""Wav2Lip in its inference form: BatchNorm folded into the convolutions, channels_last, reduced
-precision, fixed batch buckets and, on CUDA, one CUDA graph per bucket.
+"""Wav2Lip in its inference form: BatchNorm folded into the convolutions, the decoder on the lower
+face only, channels_last, reduced precision, fixed batch buckets and, on CUDA, one CUDA graph per
+bucket.
 
 Only torch here: this is the CUDA compute path.
 """
@@ -11,6 +12,7 @@ import logging
 import torch
 from torch import nn
 
+from .lower_face import LowerFaceWav2Lip
 from .wav2lip import Conv, Wav2Lip
 
 log = logging.getLogger("lipstream")
@@ -37,9 +39,10 @@ def fold_batchnorm(model: Wav2Lip) -> Wav2Lip:
 
 
 def cpu_has_bf16() -> bool:
+    """Native bf16 arithmetic (AVX512-BF16 or AMX); oneDNN would emulate it, slower than float32, elsewhere."""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:
         return False
 
 
@@ -64,16 +67,31 @@ def bucket_for(n: int) -> int:
 class InferenceWav2Lip:
     """`__call__(mel B×1×80×16, faces B×6×96×96) → mouths B×3×96×96` in `dtype`, any B."""
 
-    def __init__(self, model: Wav2Lip, device: torch.device, precision: str = "auto", cuda_graphs: bool = True):
+    def __init__(self, model: Wav2Lip, device: torch.device, precision: str = "auto", cuda_graphs: bool = True,
+                 lower_face: bool = True):
         self.device = torch.device(device)
         self.dtype = resolve_precision(precision, self.device)
-        self.model = fold_batchnorm(model).to(self.device, self.dtype).to(memory_format=torch.channels_last)
+        folded = fold_batchnorm(model).to(self.device, self.dtype).to(memory_format=torch.channels_last)
+        # Rows above ROWS_FROM are the reference face: the blend mask never shows them.
+        self.model = LowerFaceWav2Lip(folded) if lower_face else folded
+        self.lower_face = lower_face
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self._graphs: dict[int, tuple] = {}
+        self._pool = None
+
+    def warmup(self, max_batch: int) -> None:
+        """Capture the graph of every bucket up to `max_batch` now, largest first so the rest share
+        its memory pool. Call it before other threads use the GPU: a capture must not overlap
+        their allocations."""
+        if not self.cuda_graphs:
+            return
+        for size in sorted((b for b in BUCKETS if b <= bucket_for(max_batch)), reverse=True):
+            self._graph(size)
 
     def describe(self) -> str:
         name = str(self.dtype).removeprefix("torch.")
-        return f"{name} folded channels_last" + (" cuda-graphs" if self.cuda_graphs else "")
+        return (f"{name} folded channels_last" + (" lower-face" if self.lower_face else "")
+                + (" cuda-graphs" if self.cuda_graphs else ""))
 
     def _inputs(self, mel: torch.Tensor, faces: torch.Tensor, size: int):
         n = mel.shape[0]
@@ -89,15 +107,16 @@ class InferenceWav2Lip:
             mel = torch.zeros(size, 1, 80, 16, device=self.device, dtype=self.dtype)
             faces = torch.zeros(size, 6, 96, 96, device=self.device, dtype=self.dtype)
             mel, faces = self._inputs(mel, faces, size)
-            side = torch.cuda.Stream()
+            side = torch.cuda.Stream(device=self.device)
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), torch.no_grad():
                 for _ in range(3):  # cuDNN picks its algorithms before capture
                     self.model(mel, faces)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph), torch.no_grad():
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"), torch.no_grad():
                 out = self.model(mel, faces)
+            self._pool = self._pool or graph.pool()
             self._graphs[size] = (graph, mel, faces, out)
         return self._graphs[size]
 

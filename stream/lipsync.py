@@ -28,9 +28,11 @@ class LipSyncBackend(Protocol):
 class Wav2LipBackend:
     name = "wav2lip"
 
-    def __init__(self, checkpoint: str, device: torch.device, precision: str = "auto"):
+    def __init__(self, checkpoint: str, device: torch.device, precision: str = "auto", max_batch: int = 16):
         self.device = device
-        self.model = InferenceWav2Lip(load_wav2lip(checkpoint, device), device, precision)
+        # Loaded and folded on the CPU, so the GPU never holds two copies.
+        self.model = InferenceWav2Lip(load_wav2lip(checkpoint, "cpu"), device, precision)
+        self.model.warmup(max_batch)
         self.dtype = self.model.dtype
 
     def describe(self) -> str:
@@ -40,10 +42,11 @@ class Wav2LipBackend:
         return self.model(mel, faces)
 
 
-def make_backend(checkpoint: str | None, device: torch.device, precision: str = "auto") -> LipSyncBackend:
+def make_backend(checkpoint: str | None, device: torch.device, precision: str = "auto",
+                 max_batch: int = 16) -> LipSyncBackend:
     """Wav2Lip when a checkpoint is configured, the procedural mouth otherwise."""
     if checkpoint:
-        return Wav2LipBackend(checkpoint, device, precision)
+        return Wav2LipBackend(checkpoint, device, precision, max_batch)
     return ProceduralLipSync(device)
 
 

@@ -11,6 +11,7 @@ from .errors import LipstreamError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 MAX_AVATAR_FRAMES = 750  # 30 s at 25 fps: avatar frames stay in memory (and on the GPU)
+MIN_SIDE = 64  # pixels; a face needs room for a 96×96 crop's worth of detail
 
 
 def _exists(path: str, what: str) -> None:
@@ -18,20 +19,25 @@ def _exists(path: str, what: str) -> None:
         raise LipstreamError(f"{what} not found: {path}")
 
 
+AUDIO_RATE = 48_000  # files are decoded straight to the output rate: odd rates never reach torch
+
+
 def read_audio(path: str) -> tuple[np.ndarray, int]:
-    """Mono float32 samples and their rate."""
+    """Mono float32 samples at 48 kHz, and that rate."""
     _exists(path, "audio file")
     chunks = []
+    rate = AUDIO_RATE
     try:
         with av.open(path) as container:
             if not container.streams.audio:
                 raise LipstreamError(f"{path} has no audio stream")
             stream = container.streams.audio[0]
-            rate = stream.rate or stream.codec_context.sample_rate
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise LipstreamError(f"cannot read audio from {path}: {e}") from None
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
@@ -61,10 +67,14 @@ def read_avatar(path: str) -> list[np.ndarray]:
         raise LipstreamError(f"cannot read avatar video {path}: {e}") from None
     if not frames:
         raise LipstreamError(f"avatar video {path} has no frames")
+    if any(f.shape != frames[0].shape for f in frames):
+        raise LipstreamError(f"avatar video {path} changes frame size mid-stream")
     return frames
 
 
 def _even(image: np.ndarray) -> np.ndarray:
     # 4:2:0 video needs even sides; dropping one edge row/column keeps every face pixel in place.
     h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise LipstreamError(f"avatar is {w}×{h} pixels; it needs at least {MIN_SIDE} on each side")
     return np.ascontiguousarray(image[: h - h % 2, : w - w % 2])

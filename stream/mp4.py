@@ -10,6 +10,7 @@ import time
 import av
 import numpy as np
 
+from .encode import VideoFormat
 from .errors import LipstreamError
 from .frames import FrameBatch
 from .pipeline import Stage
@@ -30,14 +31,23 @@ def check_writable(path: str) -> None:
 
 
 def write_atomically(path: str, data: bytes) -> None:
+    """Write to a temporary name beside `path`, then rename: readers never see half a file."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".part")
     try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".part")
+    except OSError as e:
+        raise LipstreamError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make the video private to its owner
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise LipstreamError(f"cannot write {path}: {e.strerror}") from None
         raise
 
 
@@ -45,13 +55,15 @@ class Mp4Sink(Stage):
     name = "mp4"
     engine = "pyav mp4 + aac"
 
-    def __init__(self, path: str, width: int, height: int, fps: int, progress: Progress):
+    def __init__(self, path: str, video: VideoFormat, progress: Progress):
         self.path, self.progress = path, progress
         self._buf = io.BytesIO()
         self._out = av.open(self._buf, "w", format="mp4")
-        self._video = self._out.add_stream("h264", rate=fps)
-        self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
-        self._video.time_base = fractions.Fraction(1, fps)
+        # PyAV opens this track's own libx264 to write the avcC header: configured as the real
+        # encoder, its SPS/PPS are the ones in the packets.
+        self._video = self._out.add_stream("libx264", rate=video.fps)
+        video.configure(self._video.codec_context)
+        self._video.time_base = fractions.Fraction(1, video.fps)
         self._audio = self._out.add_stream("aac", rate=OUT_RATE)
         self._audio.layout = "mono"
         self._audio_pts = 0

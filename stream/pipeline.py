@@ -72,6 +72,9 @@ class Pipeline:
         out = self._queues[i + 1] if i + 1 < len(self.stages) else None
         emit = (lambda item: self._put(out, item)) if out is not None else (lambda item: None)
         try:
+            device = stage.device
+            if isinstance(device, torch.device) and device.type == "cuda":
+                torch.cuda.set_device(device)  # a new thread starts on device 0
             with torch.inference_mode():  # grad mode is per thread: every stage runs inference only
                 self._loop(stage, self._queues[i], out, emit)
         except _Stopped:
@@ -120,11 +123,11 @@ class Pipeline:
                     t.join(timeout=0.1)
                     if poll is not None:
                         poll()
-        except BaseException:
-            self._stop.set()
-            raise
         finally:
             self._stop.set()
-            feeder.join(timeout=1)
+            # Stopped stages notice within one queue timeout; one inside a long call (a model
+            # batch, a TTS sentence) gets a few seconds before the process is left to end it.
+            for t in [feeder, *threads]:
+                t.join(timeout=5)
         if self._error is not None:
             raise self._error

@@ -10,7 +10,7 @@ from .avatar import load_avatar
 from .compose import ComposeStage
 from .config import RenderConfig, make_config
 from .device import resolve_device
-from .encode import EncodeStage, X264Encoder
+from .encode import EncodeStage, VideoFormat, X264Encoder
 from .errors import LipstreamError
 from .lipsync import LipSyncStage, make_backend
 from .media import read_audio
@@ -47,7 +47,7 @@ class RenderResult:
 def _read_text(text: str | None, text_file: str | None) -> str:
     if text_file is not None:
         try:
-            with open(text_file, encoding="utf-8") as f:
+            with open(text_file, encoding="utf-8-sig") as f:  # a BOM is not speech
                 text = f.read()
         except OSError as e:
             raise LipstreamError(f"cannot read text file {text_file}: {e.strerror}") from None
@@ -78,18 +78,19 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         source = text_source(_read_text(text, text_file))
         speech = TTSStage(EspeakTTS(cfg.voice, cfg.words_per_minute))
     avatar = load_avatar(cfg.avatar, device, cfg.box, use_cache=cfg.cache)
-    backend = make_backend(cfg.checkpoint, device, cfg.precision)
+    backend = make_backend(cfg.checkpoint, device, cfg.precision, cfg.batch_size)
     if backend.name == "procedural":
         log.info("no Wav2Lip checkpoint configured: using the procedural mouth (give --checkpoint for Wav2Lip)")
     progress = progress or Progress()
     h, w = avatar.size
+    video = VideoFormat(w, h, cfg.fps, cfg.preset, cfg.crf)
     stages = [s for s in (
         speech,
         FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, progress),
         LipSyncStage(backend, avatar),
         ComposeStage(avatar),
-        EncodeStage(X264Encoder(w, h, cfg.fps, cfg.preset, cfg.crf), device),
-        Mp4Sink(output, w, h, cfg.fps, progress),
+        EncodeStage(X264Encoder(video), device),
+        Mp4Sink(output, video, progress),
     ) if s is not None]
     for s in stages:
         log.info("stage %s", s.describe())

@@ -105,5 +105,5 @@ class FrameScheduler(Stage):
         if keep_col > 0:
             self._cols, self._col0 = self._cols[:, keep_col:], self._col0 + keep_col
         self._audio, self._audio0 = self._audio[hi:], self._audio0 + hi
-        idx = self.avatar.frame_index(torch.arange(a, b))
+        idx = self.avatar.frame_index(torch.arange(a, b, device=self.device))
         return FrameBatch(start=a, count=b - a, audio=audio, avatar_idx=idx, mel=mel)

@@ -53,3 +53,12 @@ def test_video_avatar_loops_and_smooths(tmp_path):
     assert a.frame_index(torch.tensor([0, 9, 10])).tolist() == [0, 1, 0]
     lefts = a.boxes[:, 2].tolist()
     assert max(lefts) - min(lefts) <= 6  # smoothed, following the 1 px/frame drift
+
+
+def test_damaged_cache_entry_is_recomputed(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIPSTREAM_CACHE", str(tmp_path))
+    first = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"))
+    (entry,) = (tmp_path / "avatars").glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[:200])
+    again = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"))
+    assert torch.equal(again.boxes, first.boxes)

@@ -76,3 +76,29 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "lipstream: error: empty text: nothing to say"
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("body,message", [
+    ("box: 5\n", "box must be four whole numbers"),
+    ("fps: true\n", "fps must be a whole number"),
+    ("preset: bogus\n", "unknown x264 preset"),
+    ("voice: 5\n", "voice must be a str"),
+    ("- a list\n", "must be a mapping"),
+    ("fps: [\n", "not valid YAML"),
+])
+def test_config_values_are_checked(capsys, tmp_path, body, message):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(body)
+    assert message in _run(capsys, tmp_path, "--text", "hi", "--config", str(cfg))
+
+
+def test_tiny_avatar(capsys, tmp_path):
+    img = tmp_path / "dot.png"
+    cv2.imwrite(str(img), np.zeros((1, 9, 3), np.uint8))
+    assert "at least 64" in _run(capsys, tmp_path, "--text", "hi", "--avatar", str(img))
+
+
+def test_not_utf8_text(capsys, tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_bytes(b"\xff\xfe\x00h\x00i\xff")
+    assert "not UTF-8" in _run(capsys, tmp_path, "--text-file", str(f))

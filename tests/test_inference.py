@@ -24,6 +24,20 @@ def inputs():
     return torch.randn(5, 1, 80, 16, generator=g) * 2, torch.rand(5, 6, 96, 96, generator=g)
 
 
+def test_lower_face_rows_are_exact_and_cover_the_mask(model, inputs):
+    from stream.avatar import feather_mask
+    from stream.lower_face import ROWS_FROM, LowerFaceWav2Lip, plan
+
+    folded = fold_batchnorm(model)
+    assert plan(folded) == [0, 0, 0, 0, 3, 8, 18]  # the 24², 48² and 96² blocks start part-way down
+    with torch.no_grad():
+        full, lower = folded(*inputs), LowerFaceWav2Lip(folded)(*inputs)
+    assert lower.shape == full.shape
+    assert (lower[:, :, ROWS_FROM:] - full[:, :, ROWS_FROM:]).abs().max() < 1e-6
+    assert torch.equal(lower[:, :, :ROWS_FROM], inputs[1][:, 3:6, :ROWS_FROM])
+    assert feather_mask()[:ROWS_FROM].max() == 0  # nothing the model skips is ever shown
+
+
 def test_folded_model_matches_within_1e_5(model, inputs):
     folded = fold_batchnorm(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
@@ -39,7 +53,7 @@ def test_reduced_precision_error(model, inputs, precision):
         pytest.skip("this CPU has no native bf16")
     with torch.no_grad():
         reference = model(*inputs)
-    fast = InferenceWav2Lip(model, torch.device("cpu"), precision)
+    fast = InferenceWav2Lip(model, torch.device("cpu"), precision, lower_face=False)
     out = fast(*inputs)
     assert out.dtype == fast.dtype and out.shape == reference.shape
     levels = (out.float() - reference).abs().max().item() * 255

@@ -1,0 +1,70 @@
+"""The MP4 sink: its header matches the stream it holds, and the file appears whole and readable."""
+import os
+import stat
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from stream.encode import EncodeStage, VideoFormat, X264Encoder
+from stream.frames import FrameBatch
+from stream.mp4 import Mp4Sink
+from stream.schedule import Progress
+
+
+def _write(path, fmt: VideoFormat, n=30):
+    encode, sink = EncodeStage(X264Encoder(fmt), torch.device("cpu")), Mp4Sink(str(path), fmt, Progress())
+    batches = []
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (n, fmt.height, fmt.width, 3), dtype=np.uint8))
+    encode.process(FrameBatch(0, n, np.zeros(n * 48000 // fmt.fps, np.float32), frames=frames), batches.append)
+    encode.finish(batches.append)
+    for b in batches:
+        sink.process(b, lambda _: None)
+    sink.finish(lambda _: None)
+
+
+def _parameter_sets(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        ex = bytes(s.codec_context.extradata)
+        first = bytes(next(p for p in c.demux(s) if p.size))
+    header, off = {7: [], 8: []}, 6
+    for kind, count in ((7, ex[5] & 0x1F), (8, None)):
+        if count is None:
+            count, off = ex[off], off + 1
+        for _ in range(count):
+            n = int.from_bytes(ex[off : off + 2], "big")
+            header[kind].append(ex[off + 2 : off + 2 + n])
+            off += 2 + n
+    inband, i = {7: [], 8: []}, 0
+    while i < len(first):
+        n = int.from_bytes(first[i : i + 4], "big")
+        nal = first[i + 4 : i + 4 + n]
+        if nal[0] & 0x1F in inband:
+            inband[nal[0] & 0x1F].append(nal)
+        i += 4 + n
+    return header, inband
+
+
+@pytest.mark.parametrize("preset,crf", [("veryfast", 20), ("ultrafast", 30), ("medium", 0)])
+def test_avcc_header_describes_the_packets(tmp_path, preset, crf):
+    out = tmp_path / "v.mp4"
+    _write(out, VideoFormat(128, 96, 25, preset, crf))
+    header, inband = _parameter_sets(out)
+    assert header[7] and header[7] == inband[7], "SPS in avcC differs from the stream's"
+    assert header[8] == inband[8], "PPS in avcC differs from the stream's"
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.colorspace == 5  # tagged BT.601 (bt470bg)
+        assert len(list(c.decode(video=0))) == 30
+
+
+def test_file_mode_follows_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "m.mp4"
+        _write(out, VideoFormat(64, 64, 25), n=3)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["m.mp4"]
