@@ -3,15 +3,22 @@
 #   the CUDA-marked tests (compiled Triton kernels against their references, CUDA graphs),
 #   a whole render on CUDA, `lipstream bench kernels` and `lipstream bench lipsync`.
 # Results go to bench/results/<date>-<gpu>/. Needs bench/wheels (bench/fetch_wheels.sh) where the
-# machine has no PyPI.
+# machine has no PyPI. DEVICE=cpu SECONDS_EACH=0.3 runs the same steps on a CPU, to check the script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+device=${DEVICE:-cuda}
+secs=${SECONDS_EACH:-2}
 if [ -d bench/wheels ]; then
-  python -m pip install -q --no-index --find-links bench/wheels bench/wheels/*.whl 2>&1 | tail -2
+  python -m pip install -q --no-index --find-links bench/wheels bench/wheels/*.whl 2>&1 | tail -2 ||
+    python -m pip install -q --break-system-packages --no-index --find-links bench/wheels bench/wheels/*.whl
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-gpu=$(python -c "import torch; print(torch.cuda.get_device_name(0))" 2>/dev/null | tr -c 'A-Za-z0-9.\n-' '-' | head -1)
-[ -n "$gpu" ] || { echo "gpu.sh: no CUDA GPU visible"; exit 1; }
+if [ "$device" = cuda ]; then
+  gpu=$(python -c "import torch; print(torch.cuda.get_device_name(0))" 2>/dev/null | tr -c 'A-Za-z0-9.\n-' '-' | head -1)
+  [ -n "$gpu" ] || { echo "gpu.sh: no CUDA GPU visible"; exit 1; }
+else
+  gpu="dry-run-$device"
+fi
 out="bench/results/$(date +%F)-$gpu"
 mkdir -p "$out"
 status=0
@@ -21,21 +28,29 @@ status=0
   python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 } > "$out/machine.txt"
 echo "== CUDA tests" | tee "$out/cuda-tests.txt"
-python -m pytest -q -m cuda -p no:cacheprovider tests 2>&1 | tee -a "$out/cuda-tests.txt" || status=1
+python -m pytest -q -m cuda -p no:cacheprovider tests 2>&1 | tee -a "$out/cuda-tests.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || [ "$device" != cuda ] || status=1
 echo "== whole render on CUDA (random-weight Wav2Lip)" | tee "$out/render.txt"
-python - <<'PY' 2>&1 | tee -a "$out/render.txt" || status=1
-import tempfile, os, stream
+DEVICE=$device python - <<'PY' 2>&1 | tee -a "$out/render.txt"
+import os, tempfile, stream
 from stream.checkpoint import save_random_wav2lip
 with tempfile.TemporaryDirectory() as d:
     ckpt = os.path.join(d, "w.pth"); save_random_wav2lip(ckpt)
-    for precision in ("bfloat16", "float16"):
+    for precision in ("bfloat16", "float16") if os.environ["DEVICE"] == "cuda" else ("bfloat16",):
         r = stream.render(os.path.join(d, "out.mp4"), text_file="examples/bench.txt", checkpoint=ckpt,
-                          device="cuda", precision=precision, batch_size=64)
+                          device=os.environ["DEVICE"], precision=precision, batch_size=64)
         print(r.summary()); print("busy", r.busy)
 PY
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
 echo "== bench kernels" | tee "$out/kernels.txt"
-python -m stream.cli bench kernels --device cuda --json "$out/kernels.json" 2>&1 | tee -a "$out/kernels.txt" || status=1
-echo "== bench lipsync" | tee "$out/lipsync.txt"
-python -m stream.cli -q bench lipsync --device cuda --json "$out/lipsync.json" 2>&1 | tee -a "$out/lipsync.txt" || status=1
+python -m stream.cli bench kernels --device "$device" --seconds "$secs" --json "$out/kernels.json" 2>&1 | tee -a "$out/kernels.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+echo "== bench lipsync (CUDA graphs)" | tee "$out/lipsync.txt"
+python -m stream.cli -q bench lipsync --device "$device" --seconds "$secs" --json "$out/lipsync.json" 2>&1 | tee -a "$out/lipsync.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+echo "== bench lipsync (torch.compile reduce-overhead, for comparison)" | tee "$out/lipsync-compile.txt"
+python -m stream.cli -q bench lipsync --device "$device" --seconds "$secs" --engine compile --precisions bfloat16 \
+  --batches 64,256 --no-render --json "$out/lipsync-compile.json" 2>&1 | tee -a "$out/lipsync-compile.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
 echo "results in $out (status $status)"
 exit $status

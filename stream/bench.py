@@ -69,13 +69,14 @@ def machine(device: torch.device) -> dict:
     return info
 
 
-def bench_lipsync(model, device: torch.device, precisions: list[str], batches: list[int], seconds: float) -> list[dict]:
+def bench_lipsync(model, device: torch.device, precisions: list[str], batches: list[int], seconds: float,
+                  engine: str = "graphs") -> list[dict]:
     from kernels import prepare
 
     crops = torch.randint(0, 256, (64, 96, 96, 3), dtype=torch.uint8, device=device)
     rows = []
     for precision in precisions:
-        fast = InferenceWav2Lip(model, device, precision)
+        fast = InferenceWav2Lip(model, device, precision, engine=engine)
         fast.warmup(max(batches))
         for b in batches:
             mel = torch.randn(b, 1, 80, 16, device=device)
@@ -98,7 +99,7 @@ def bench_lipsync(model, device: torch.device, precisions: list[str], batches: l
                             break
                 _sync(device)
                 wall = time.perf_counter() - start
-            rows.append({"precision": precision, "dtype": str(fast.dtype).removeprefix("torch."), "batch": b,
+            rows.append({"precision": precision, "engine": fast.describe().split()[-1], "batch": b,
                          "fps": round(n * b / wall, 1), "ms_per_batch": round(1000 * wall / n, 2),
                          "gpu_util": gpu.mean})
     return rows
@@ -189,8 +190,8 @@ def run(args) -> int:
         batches = [int(b) for b in args.batches.split(",")] if args.batches else (
             [8, 32, 64, 128, 256, 512] if device.type == "cuda" else [1, 8, 16, 32])
         result = {"machine": machine(device), "weights": "given" if args.checkpoint else "random",
-                  "lipsync": bench_lipsync(model, device, precisions, batches, args.seconds)}
-        print(table(result["lipsync"], ["precision", "batch", "fps", "ms_per_batch", "gpu_util"]))
+                  "lipsync": bench_lipsync(model, device, precisions, batches, args.seconds, args.engine)}
+        print(table(result["lipsync"], ["precision", "engine", "batch", "fps", "ms_per_batch", "gpu_util"]))
         if not args.no_render:
             best = max(result["lipsync"], key=lambda r: r["fps"])
             # Capped so the render still streams: one batch of 512 would be the whole clip.
@@ -218,6 +219,8 @@ def add_args(p) -> None:
     p.add_argument("--checkpoint", help="Wav2Lip checkpoint (default: random weights, same cost)")
     p.add_argument("--precisions", help="comma list of float32,bfloat16,float16 (default: all this device runs)")
     p.add_argument("--batches", help="comma list of batch sizes")
+    p.add_argument("--engine", default="graphs", choices=["graphs", "compile", "eager"],
+                   help="graphs: CUDA graphs per bucket (eager on the CPU); compile: torch.compile reduce-overhead")
     p.add_argument("--seconds", type=float, default=2.0, help="time per measurement (default 2)")
     p.add_argument("--text-file", default=os.path.join(ROOT, "examples", "bench.txt"), help="text for the whole render")
     p.add_argument("--no-render", action="store_true", help="skip the whole-render measurement")

@@ -64,18 +64,30 @@ def bucket_for(n: int) -> int:
     return BUCKETS[-1]
 
 
-class InferenceWav2Lip:
-    """`__call__(mel B×1×80×16, faces B×6×96×96) → mouths B×3×96×96` in `dtype`, any B."""
+ENGINES = ("graphs", "compile", "eager")
 
-    def __init__(self, model: Wav2Lip, device: torch.device, precision: str = "auto", cuda_graphs: bool = True,
+
+class InferenceWav2Lip:
+    """`__call__(mel B×1×80×16, faces B×6×96×96) → mouths B×3×96×96` in `dtype`, any B.
+
+    engine: `graphs` (CUDA graphs per bucket; eager on the CPU), `compile` (torch.compile with
+    reduce-overhead, for measuring against `graphs`), or `eager`.
+    """
+
+    def __init__(self, model: Wav2Lip, device: torch.device, precision: str = "auto", engine: str = "graphs",
                  lower_face: bool = True):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
         self.device = torch.device(device)
         self.dtype = resolve_precision(precision, self.device)
         folded = fold_batchnorm(model).to(self.device, self.dtype).to(memory_format=torch.channels_last)
         # Rows above ROWS_FROM are the reference face: the blend mask never shows them.
         self.model = LowerFaceWav2Lip(folded) if lower_face else folded
-        self.lower_face = lower_face
-        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        if engine == "compile":
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self.model = torch.compile(self.model, mode=mode, dynamic=False)
+        self.lower_face, self.engine = lower_face, engine
+        self.cuda_graphs = engine == "graphs" and self.device.type == "cuda"
         self._graphs: dict[int, tuple] = {}
         self._pool = None
 
@@ -90,8 +102,8 @@ class InferenceWav2Lip:
 
     def describe(self) -> str:
         name = str(self.dtype).removeprefix("torch.")
-        return (f"{name} folded channels_last" + (" lower-face" if self.lower_face else "")
-                + (" cuda-graphs" if self.cuda_graphs else ""))
+        engine = "cuda-graphs" if self.cuda_graphs else ("compiled" if self.engine == "compile" else "eager")
+        return f"{name} folded channels_last" + (" lower-face" if self.lower_face else "") + f" {engine}"
 
     def _inputs(self, mel: torch.Tensor, faces: torch.Tensor, size: int):
         n = mel.shape[0]

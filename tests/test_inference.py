@@ -83,8 +83,8 @@ def test_precision_choice():
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_cuda_graphs_match_eager(model, inputs, precision):
     dev = torch.device("cuda")
-    graphs = InferenceWav2Lip(model, dev, precision, cuda_graphs=True)
-    eager = InferenceWav2Lip(model, dev, precision, cuda_graphs=False)
+    graphs = InferenceWav2Lip(model, dev, precision, engine="graphs")
+    eager = InferenceWav2Lip(model, dev, precision, engine="eager")
     mel, faces = (x.to(dev) for x in inputs)
     a, b = graphs(mel, faces), eager(mel, faces)
     assert (a.float() - b.float()).abs().max() * 255 <= 1.0
@@ -92,5 +92,42 @@ def test_cuda_graphs_match_eager(model, inputs, precision):
         ref = model.to(dev)(mel, faces)
     levels = (a.float() - ref).abs().max().item() * 255
     assert levels <= LEVELS[precision] * 2, f"{precision} on CUDA: {levels:.3f} levels"
-    again = graphs(mel[:3], faces[:3])  # same bucket (4 ≠ 8): a second graph
+    again = graphs(mel[:3], faces[:3])  # another bucket (4, not 8): a second graph
     assert again.shape[0] == 3 and len(graphs._graphs) == 2
+    graphs.warmup(16)  # all buckets up to 16 captured, sharing one pool
+    assert sorted(graphs._graphs) == [1, 2, 4, 8, 16]
+    assert (graphs(mel, faces).float() - a.float()).abs().max() == 0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_inside_a_running_pipeline(model):
+    """Graphs captured up front, then replayed from a stage thread while other threads use the GPU."""
+    from stream.pipeline import Pipeline, Stage
+
+    dev = torch.device("cuda")
+    fast = InferenceWav2Lip(model, dev, "bfloat16")
+    fast.warmup(8)
+
+    class Noise(Stage):
+        device = dev
+
+        def process(self, n, emit):
+            emit((torch.randn(n, 1, 80, 16, device=dev), torch.rand(n, 6, 96, 96, device=dev)))
+
+    class Model(Stage):
+        device = dev
+
+        def process(self, item, emit):
+            emit(fast(*item))
+
+    class Host(Stage):
+        def __init__(self):
+            self.rows = 0
+
+        def process(self, out, emit):
+            self.rows += out.cpu().shape[0]
+
+    sink = Host()
+    Pipeline([Noise(), Model(), sink]).run([8, 3, 8, 1, 5] * 10)
+    assert sink.rows == 25 * 10
