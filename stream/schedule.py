@@ -42,6 +42,9 @@ class FrameScheduler(Stage):
         self._audio = np.zeros(0, np.float32)
         self._audio0 = 0  # 48 kHz sample index of _audio[0]
         self._next = 0  # next frame to emit
+        # Batches start small and double up to batch_size: the first frame leaves after a couple
+        # of frames of speech, the rest go in the batches the model runs fastest.
+        self._limit = min(2, batch_size)
         self._n_src = 0
 
     def _start(self, rate: int) -> None:
@@ -82,12 +85,13 @@ class FrameScheduler(Stage):
         total = self.clock.frames_for(self._n_src)
         while True:
             stop = self._next
-            while stop < total and stop - self._next < self.batch_size and (final or self._ready(stop)):
+            while stop < total and stop - self._next < self._limit and (final or self._ready(stop)):
                 stop += 1
-            if stop == self._next or (not final and stop - self._next < self.batch_size):
+            if stop == self._next or (not final and stop - self._next < self._limit):
                 return
             emit(self._batch(self._next, stop, final))
             self._next = stop
+            self._limit = min(2 * self._limit, self.batch_size)
 
     def _batch(self, a: int, b: int, final: bool) -> FrameBatch:
         n_cols = self._col0 + self._cols.shape[1]

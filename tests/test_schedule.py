@@ -28,7 +28,9 @@ def test_scheduler_windows_and_audio_follow_the_clock(speech_22k):
     s.finish(batches.append)
     n = -(-len(speech_22k) * 25 // 22050)
     assert progress.total == n == sum(b.count for b in batches)
-    assert [b.start for b in batches] == list(range(0, n, 7))
+    assert [b.count for b in batches[:4]] == [2, 4, 7, 7]  # a quick first frame, then full batches
+    assert all(b.count == 7 for b in batches[2:-1]) and 1 <= batches[-1].count <= 7
+    assert [b.start for b in batches] == [0, 2] + list(range(6, n, 7))
     mel = torch.cat([b.mel for b in batches])
     r = StreamResampler(22050, 16000)
     whole = wav2lip_mel(torch.cat([r.push(torch.from_numpy(speech_22k)), r.finish()]))
