@@ -33,6 +33,16 @@ def interpreted(module: types.ModuleType) -> types.ModuleType:
     return module
 
 
+def interpreted_or_skip(name: str) -> types.ModuleType:
+    """The kernel module `name` under the interpreter, or skip the test where that is off."""
+    import pytest
+
+    module = interpreted(importlib.import_module(name))
+    if module is None:
+        pytest.skip("TRITON_INTERPRET is disabled")
+    return module
+
+
 def compile_kernels(module: types.ModuleType, monkeypatch) -> None:
     """Swap `module`'s kernels for compiled ones for one test, even if TRITON_INTERPRET=1 is set."""
     # Imported while the interpreter is still on: gluon, which the compiler pulls in, asserts at import

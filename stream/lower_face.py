@@ -45,12 +45,7 @@ class LowerFaceWav2Lip(nn.Module):
 
     def forward(self, mel: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         m = self.model
-        x = m.audio_encoder(mel)
-        feats = []
-        f = faces
-        for block in m.face_encoder_blocks:
-            f = block(f)
-            feats.append(f)
+        x, feats = m.encode(mel, faces)
         top = 0  # global row of x[:, :, 0]
         for block, start in zip(m.face_decoder_blocks, self.starts):
             if start:

@@ -62,13 +62,17 @@ class Wav2Lip(nn.Module):
         ])
         self.output_block = nn.Sequential(Conv(80, 32, 3, 1, 1), nn.Conv2d(32, 3, 1, 1, 0), nn.Sigmoid())
 
-    def forward(self, mel: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-        x = self.audio_encoder(mel)
+    def encode(self, mel: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The audio embedding (B×512×1×1) and each face encoder block's output, shallowest first."""
         feats = []
         f = faces
         for block in self.face_encoder_blocks:
             f = block(f)
             feats.append(f)
+        return self.audio_encoder(mel), feats
+
+    def forward(self, mel: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        x, feats = self.encode(mel, faces)
         for block in self.face_decoder_blocks:
             x = torch.cat([block(x), feats.pop()], dim=1)
         return self.output_block(x)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from triton.runtime.interpreter import InterpretedFunction
 
-from kernels.testing import compile_kernels, interpreted
+from kernels.testing import compile_kernels, interpreted_or_skip
 
 MOD = "kernels.colour"
 MATRICES = {"bt601": "itu601", "bt709": "itu709"}  # ours → PyAV/swscale colorspace name
@@ -23,10 +23,7 @@ H, W = 38, 70
 
 @pytest.fixture(scope="module")
 def kc():
-    mod = interpreted(importlib.import_module(MOD))
-    if mod is None:
-        pytest.skip("TRITON_INTERPRET is disabled")
-    return mod
+    return interpreted_or_skip(MOD)
 
 
 def _random(seed=0, b=2):

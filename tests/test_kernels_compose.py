@@ -11,7 +11,7 @@ import pytest
 import torch
 from triton.runtime.interpreter import InterpretedFunction
 
-from kernels.testing import compile_kernels, interpreted
+from kernels.testing import compile_kernels, interpreted_or_skip
 
 # import_module, not `import kernels.compose`: the package attribute `compose` is the function.
 MOD = "kernels.compose"
@@ -22,10 +22,7 @@ BOXES = [(10, 106, 20, 116), (0, 40, 0, 56), (5, 155, 30, 150), (100, 160, 40, 1
 
 @pytest.fixture(scope="module")
 def kc():
-    mod = interpreted(importlib.import_module(MOD))
-    if mod is None:
-        pytest.skip("TRITON_INTERPRET is disabled")
-    return mod
+    return interpreted_or_skip(MOD)
 
 
 def _inputs(seed=0, mouth_dtype=torch.float32):

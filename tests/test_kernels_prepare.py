@@ -10,7 +10,7 @@ import pytest
 import torch
 from triton.runtime.interpreter import InterpretedFunction
 
-from kernels.testing import compile_kernels, interpreted
+from kernels.testing import compile_kernels, interpreted_or_skip
 
 # import_module, not `import kernels.prepare`: the package attribute `prepare` is the function.
 MOD = "kernels.prepare"
@@ -19,10 +19,7 @@ DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 @pytest.fixture(scope="module")
 def kp():
-    mod = interpreted(importlib.import_module(MOD))
-    if mod is None:
-        pytest.skip("TRITON_INTERPRET is disabled")
-    return mod
+    return interpreted_or_skip(MOD)
 
 
 def _inputs(n=5, seed=0):

@@ -4,7 +4,6 @@ import sys
 
 import av
 import numpy as np
-import pytest
 
 from conftest import EXAMPLE_AVATAR, EXAMPLE_TEXT, ROOT
 from stream import render
