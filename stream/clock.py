@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 MEL_FPS = 80  # mel columns per second: hop 200 at 16 kHz
 MEL_WINDOW = 16  # columns per video frame window (0.2 s)
+MEL_LEAD = 1  # frames of audio in a frame's window before the frame itself (see Clock.mel_start)
 
 
 @dataclass(frozen=True)
@@ -21,4 +22,11 @@ class Clock:
         return i * (rate or self.sample_rate) // self.fps
 
     def mel_start(self, i: int) -> int:
-        return int(i * MEL_FPS / self.fps)
+        """First mel column of frame i's 16-column window.
+
+        Wav2Lip was trained with frame f paired to the window starting one frame earlier
+        (wav2lip_train.py, get_segmented_mels: crop_audio_window(spec, (f + 1) − 2)); its inference
+        script starts the window at frame f, so the mouth runs a frame (40 ms) ahead of the sound.
+        We follow the training alignment; frame 0 starts at column 0.
+        """
+        return int(max(0, i - MEL_LEAD) * MEL_FPS / self.fps)

@@ -43,11 +43,11 @@ class Wav2LipBackend:
 
 
 def make_backend(checkpoint: str | None, device: torch.device, precision: str = "auto",
-                 max_batch: int = 16) -> LipSyncBackend:
+                 max_batch: int = 16, fps: int = 25) -> LipSyncBackend:
     """Wav2Lip when a checkpoint is configured, the procedural mouth otherwise."""
     if checkpoint:
         return Wav2LipBackend(checkpoint, device, precision, max_batch)
-    return ProceduralLipSync(device)
+    return ProceduralLipSync(device, fps)
 
 
 class LipSyncStage(Stage):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .clock import MEL_FPS, MEL_LEAD
+
 CROP = 96
 MOUTH_ROW, MOUTH_COL = 71.0, 48.0  # mouth centre in a Wav2Lip-padded 96×96 face crop
 MAX_DROP = 7.0  # pixels the lower lip moves at full opening
@@ -17,14 +19,15 @@ SILENT, LOUD = -3.0, -0.4  # mean normalised mel level of silence and of loud sp
 class ProceduralLipSync:
     name = "procedural"
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, fps: int = 25):
         self.device = device
         self.dtype = torch.float32
         t = torch.arange(CROP, dtype=torch.float32, device=device)
         self._rows = t.view(1, CROP, 1)
         self._cols = t.view(1, 1, CROP)
-        # Weight the 0.2 s window towards its start (the frame's own instant) and the speech bands.
-        w = torch.hann_window(16 * 2, periodic=False, device=device)[16:]
+        # The frame's own span sits one frame into its window (clock.MEL_LEAD): weight around it.
+        centre = (MEL_LEAD + 0.5) * MEL_FPS / fps
+        w = torch.exp(-0.5 * ((torch.arange(16, dtype=torch.float32, device=device) - centre) / 2.0) ** 2)
         self._time_w = (w / w.sum()).view(1, 1, 16)
         self._bands = slice(8, 64)
 

@@ -78,7 +78,7 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         source = text_source(_read_text(text, text_file))
         speech = TTSStage(EspeakTTS(cfg.voice, cfg.words_per_minute))
     avatar = load_avatar(cfg.avatar, device, cfg.box, use_cache=cfg.cache)
-    backend = make_backend(cfg.checkpoint, device, cfg.precision, cfg.batch_size)
+    backend = make_backend(cfg.checkpoint, device, cfg.precision, cfg.batch_size, cfg.fps)
     if backend.name == "procedural":
         log.info("no Wav2Lip checkpoint configured: using the procedural mouth (give --checkpoint for Wav2Lip)")
     progress = progress or Progress()

@@ -4,6 +4,7 @@ import sys
 
 import av
 import numpy as np
+import pytest
 
 from conftest import EXAMPLE_AVATAR, EXAMPLE_TEXT, ROOT
 from stream import render
@@ -84,3 +85,25 @@ def test_console_script_prints_one_summary_line(tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1 and "frames" in lines[0] and "real time" in lines[0] and "lipsync procedural" in lines[0]
     assert out.exists()
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_mouth_and_sound_are_in_sync(tmp_path, fps):
+    """Through the real encoder and muxer: the mouth gap follows the decoded audio's loudness best
+    with no frame of offset."""
+    out = tmp_path / "sync.mp4"
+    render(str(out), text_file=EXAMPLE_TEXT, fps=fps)
+    with av.open(str(out)) as c:
+        gap = np.array([-f.to_ndarray(format="gray")[130:150, 205:245].mean() for f in c.decode(video=0)])
+    with av.open(str(out)) as c:
+        audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    n, step = len(gap), 48000 // fps
+    loud = np.array([np.sqrt(np.mean(audio[i * step : (i + 1) * step] ** 2)) for i in range(n)])
+
+    def corr(lag):
+        a, b = gap[max(0, lag) : n + min(0, lag)], loud[max(0, -lag) : n - max(0, lag)]
+        return np.corrcoef(a, b)[0, 1]
+
+    scores = {lag: corr(lag) for lag in range(-3, 4)}
+    assert max(scores, key=scores.get) == 0, scores
+    assert scores[0] > 0.5

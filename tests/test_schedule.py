@@ -16,8 +16,8 @@ class _StillAvatar:
 def test_clock_integer_arithmetic():
     c = Clock(22050, 25)
     assert c.frames_for(22050) == 25 and c.frames_for(22051) == 26 and c.frames_for(1) == 1
-    assert c.frame_start(1, 48000) == 1920 and [c.mel_start(i) for i in range(4)] == [0, 3, 6, 9]
-    assert Clock(16000, 30).mel_start(3) == 8
+    assert c.frame_start(1, 48000) == 1920 and [c.mel_start(i) for i in range(5)] == [0, 0, 3, 6, 9]
+    assert Clock(16000, 30).mel_start(4) == 8  # int(3 · 80 / 30): one frame of lead, as in training
 
 
 def test_scheduler_windows_and_audio_follow_the_clock(speech_22k):
@@ -36,7 +36,7 @@ def test_scheduler_windows_and_audio_follow_the_clock(speech_22k):
     whole = wav2lip_mel(torch.cat([r.push(torch.from_numpy(speech_22k)), r.finish()]))
     t = whole.shape[1]
     for i in (0, 1, 10, n // 2, n - 1):
-        start = min(int(i * 80 / 25), t - 16)
+        start = min(int(max(0, i - 1) * 80 / 25), t - 16)
         assert torch.allclose(mel[i, 0], whole[:, start : start + 16], atol=1e-4)
     audio = np.concatenate([b.audio for b in batches])
     assert len(audio) == n * 1920  # padded with silence to the last frame's end
