@@ -10,6 +10,7 @@ import yaml
 from .errors import LipstreamError
 
 DEFAULT_AVATAR = os.path.join(os.path.dirname(__file__), "assets", "astronaut.png")
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
 
 @dataclass
@@ -47,6 +48,8 @@ class RenderConfig:
             raise LipstreamError(f"crf must be from 0 to 51, not {self.crf!r}")
         if self.precision not in ("auto", "float32", "bfloat16", "float16"):
             raise LipstreamError(f"precision must be auto, float32, bfloat16 or float16, not {self.precision!r}")
+        if self.preset not in PRESETS:
+            raise LipstreamError(f"unknown x264 preset {self.preset!r} (one of {', '.join(PRESETS)})")
         if not 80 <= self.words_per_minute <= 450:
             raise LipstreamError(f"words_per_minute must be from 80 to 450, not {self.words_per_minute}")
         if self.box is not None:

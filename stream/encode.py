@@ -10,11 +10,11 @@ import torch
 
 from kernels import bgr_to_i420
 
+from .config import PRESETS
 from .errors import LipstreamError
 from .frames import FrameBatch
 from .pipeline import Stage
 
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,13 @@ class EncodeStage(Stage):
     torch reference."""
 
     name = "encode"
-    device = "cpu"
 
     def __init__(self, encoder: X264Encoder, source_device: torch.device):
         self.encoder = encoder
         self.on_gpu = source_device.type == "cuda"
-        self.engine = encoder.name + (" (i420 triton on cuda)" if self.on_gpu else " (swscale bgr24)")
+        # The thread's device is the frames' (for the colour kernel); libx264 itself runs on the CPU.
+        self.device = source_device if self.on_gpu else "cpu"
+        self.engine = encoder.name + (" on cpu, i420 by triton" if self.on_gpu else " (swscale bgr24)")
         self._next = 0
 
     def process(self, item: FrameBatch, emit) -> None:
