@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -108,10 +109,13 @@ def load_avatar(path: str, device: torch.device, box=None, use_cache: bool = Tru
     if cached is not None and len(cached["boxes"]) == len(frames):
         boxes, crops, mask = cached["boxes"], cached["crops"], cached["mask"]
     else:
+        started = time.perf_counter()
         boxes = face.face_boxes(frames, box, source=path)
         crops, mask = _crops(frames, boxes), feather_mask()
         if use_cache:
             _save_cached(cache_file, boxes=boxes, crops=crops, mask=mask)
+        log.info("avatar %s: %d frame(s) prepared in %.2f s%s", os.path.basename(path), len(frames),
+                 time.perf_counter() - started, ", cached" if use_cache else "")
     # The one upload of the avatar: from here on frames only move on the device.
     return Avatar(
         frames=torch.from_numpy(np.stack(frames)).to(device),

@@ -17,8 +17,8 @@ def _read(path: str) -> dict:
         # weights_only: the public files hold tensors, dicts and ints only; anything else is refused.
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged pickle fails in many ways; all mean the same to the user
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise LipstreamError(f"{path} is not a readable torch checkpoint (truncated or another format?): {first}") from None
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:100]
+        raise LipstreamError(f"{path} is not a readable torch checkpoint (truncated or another format?): {reason}") from None
 
 
 def wav2lip_state_dict(path: str) -> dict[str, torch.Tensor]:

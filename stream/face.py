@@ -21,15 +21,27 @@ def _cascade() -> cv2.CascadeClassifier:
     return cascade
 
 
-def detect(frame_bgr: np.ndarray) -> tuple[int, int, int, int] | None:
-    """The largest frontal face as (top, bottom, left, right), or None."""
+def detect(frame_bgr: np.ndarray, near=None) -> tuple[int, int, int, int] | None:
+    """The largest frontal face as (top, bottom, left, right), or None.
+
+    With `near` (the previous frame's face) only its surroundings and similar sizes are searched:
+    about 5× faster on a talking-head video, where the face barely moves between frames.
+    """
+    y0 = x0 = 0
+    if near is not None:
+        t, b, l, r = near
+        size = max(b - t, r - l)
+        y0, x0 = max(0, t - size // 2), max(0, l - size // 2)
+        frame_bgr = frame_bgr[y0 : b + size // 2, x0 : r + size // 2]
+        sizes = {"minSize": (int(size * 0.7),) * 2, "maxSize": (int(size * 1.4),) * 2}
+    else:
+        sizes = {"minSize": (max(24, min(frame_bgr.shape[:2]) // 16),) * 2}
     gray = cv2.equalizeHist(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY))
-    side = min(gray.shape)
-    faces = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, side // 16),) * 2)
+    faces = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, **sizes)
     if len(faces) == 0:
         return None
     x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
-    return int(y), int(y + h), int(x), int(x + w)
+    return int(y0 + y), int(y0 + y + h), int(x0 + x), int(x0 + x + w)
 
 
 def pad_box(box, height: int, width: int, pads=PADS) -> tuple[int, int, int, int]:
@@ -57,10 +69,13 @@ def face_boxes(frames: list[np.ndarray], box=None, source: str = "avatar") -> np
         if not (0 <= t < b <= h and 0 <= l < r <= w):
             raise LipstreamError(f"--box {t} {b} {l} {r} is not inside the {w}×{h} frame of {source}")
         return np.tile(np.array([t, b, l, r], dtype=np.int64), (len(frames), 1))
-    found = []
+    # A video is searched whole once, then near the last face on every frame (frame 0 included, so
+    # all frames are scanned alike); an image gets the whole-frame search only.
+    found, last = [], detect(frames[0]) if len(frames) > 1 else None
     for i, frame in enumerate(frames):
-        hit = detect(frame)
+        hit = (detect(frame, near=last) if last is not None else None) or detect(frame)
         if hit is None:
             raise LipstreamError(f"no face found in frame {i} of {source} (give --box TOP BOTTOM LEFT RIGHT)")
+        last = hit
         found.append(pad_box(hit, h, w))
     return smooth_boxes(np.array(found))
