@@ -20,7 +20,7 @@ from . import face, media
 
 log = logging.getLogger("lipstream")
 CROP = 96
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # bump when detection or cropping changes
 
 
 @dataclass
