@@ -1,0 +1,32 @@
+"""On CUDA, nothing crosses to the host between the clock and the encoder's colour conversion."""
+import pytest
+import torch
+
+from conftest import EXAMPLE_AVATAR
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_frame_path_never_synchronises_with_the_host(wav2lip_checkpoint):
+    from kernels import bgr_to_i420
+    from stream.avatar import load_avatar
+    from stream.compose import ComposeStage
+    from stream.frames import FrameBatch
+    from stream.lipsync import LipSyncStage, make_backend
+
+    dev = torch.device("cuda")
+    avatar = load_avatar(EXAMPLE_AVATAR, dev, use_cache=False)
+    lipsync = LipSyncStage(make_backend(wav2lip_checkpoint, dev, "bfloat16", max_batch=16), avatar)
+    compose = ComposeStage(avatar)
+    batch = FrameBatch(0, 16, audio=None, avatar_idx=avatar.frame_index(torch.arange(16, device=dev)),
+                       mel=torch.randn(16, 1, 80, 16, device=dev))
+    out = []
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any device→host copy or sync raises
+    try:
+        lipsync.process(batch, lambda b: compose.process(b, out.append))
+        yuv = bgr_to_i420(out[0].frames)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out[0].frames.is_cuda and out[0].frames.shape == (16, 512, 512, 3)
+    assert yuv.shape == (16, 768, 512)
