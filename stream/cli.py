@@ -1,7 +1,8 @@
-"""`lipstream` command line: render (and, later, serve/bench/doctor)."""
+"""`lipstream` command line: render, bench, doctor."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import time
@@ -89,13 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     from .bench import add_args as _bench_args  # torch-only: works where the media stack is absent
 
     _bench_args(sub.add_parser("bench", help="measure the lip-sync stage and a whole render"))
+    from .doctor import add_args as _doctor_args
+
+    _doctor_args(sub.add_parser("doctor", help="what this machine offers, and where each stage runs"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="lipstream: %(message)s")
     try:
-        if args.command == "bench":
-            from .bench import run
-
-            return run(args)
+        if args.command in ("bench", "doctor"):
+            module = importlib.import_module(f".{args.command}", __package__)
+            return module.run(args)
         return _cmd_render(args)
     except LipstreamError as e:
         print(f"lipstream: error: {e}", file=sys.stderr)
