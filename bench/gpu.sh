@@ -2,15 +2,19 @@
 # Every CUDA-only check and benchmark, in one command, on a GPU machine:
 #   the CUDA-marked tests (compiled Triton kernels against their references, CUDA graphs),
 #   a whole render on CUDA, `lipstream bench kernels` and `lipstream bench lipsync`.
-# Results go to bench/results/<date>-<gpu>/. Needs bench/wheels (bench/fetch_wheels.sh) where the
-# machine has no PyPI. DEVICE=cpu SECONDS_EACH=0.3 runs the same steps on a CPU, to check the script.
+# Results go to bench/results/<date>-<gpu>/ and, on the device tool's machine, also to
+# $OUT/gpu-results.tgz (only $OUT comes back). bench/wheels (bench/fetch_wheels.sh) holds what the
+# GPU image lacks. DEVICE=cpu SECONDS_EACH=0.3 runs the same steps on a CPU, to check the script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 device=${DEVICE:-cuda}
 secs=${SECONDS_EACH:-2}
+export PYTHONUNBUFFERED=1
+python() { "${PYTHON:-python3}" "$@"; }
 if [ -d bench/wheels ]; then
-  python -m pip install -q --no-index --find-links bench/wheels bench/wheels/*.whl 2>&1 | tail -2 ||
-    python -m pip install -q --break-system-packages --no-index --find-links bench/wheels bench/wheels/*.whl
+  # --no-deps into a side folder: the image's torch, torchaudio and pytest stay exactly as they are.
+  python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    bench/wheels/*.whl && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$device" = cuda ]; then
@@ -53,4 +57,7 @@ python -m stream.cli -q bench lipsync --device "$device" --seconds "$secs" --eng
   --batches 64,256 --no-render --json "$out/lipsync-compile.json" 2>&1 | tee -a "$out/lipsync-compile.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 echo "results in $out (status $status)"
+if [ -n "${OUT:-}" ]; then
+  tar czf "$OUT/gpu-results.tgz" "$out"
+fi
 exit $status

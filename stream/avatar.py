@@ -1,7 +1,7 @@
 """The avatar, prepared once: frames, face boxes, 96×96 crops and the blend mask, as device tensors.
 
 Detection is the slow part, so boxes, crops and mask are cached on disk, keyed by the file's
-content and the options that change them.
+content, the options that change them and the mask itself (the lower-face decoder relies on it).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from . import face, media
 
 log = logging.getLogger("lipstream")
 CROP = 96
-_CACHE_VERSION = 2  # bump when detection or cropping changes
+_CACHE_VERSION = 3  # bump when detection or cropping changes
 
 
 @dataclass
@@ -72,6 +72,7 @@ def _key(path: str, box) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     h.update(repr((_CACHE_VERSION, tuple(box) if box is not None else None, face.PADS, face.SMOOTH)).encode())
+    h.update(feather_mask().tobytes())
     return h.hexdigest()[:32]
 
 

@@ -138,7 +138,8 @@ class InferenceWav2Lip:
         if n > BUCKETS[-1]:
             step = BUCKETS[-1]
             return torch.cat([self(mel[i : i + step], faces[i : i + step]) for i in range(0, n, step)])
-        size = bucket_for(n)
+        # Fixed shapes matter to graphs and compiled code only; eager runs the batch as it is.
+        size = bucket_for(n) if self.cuda_graphs or self.engine == "compile" else n
         if self.cuda_graphs:
             graph, static_mel, static_faces, out = self._graph(size)
             m, f = self._inputs(mel, faces, size)

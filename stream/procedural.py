@@ -26,7 +26,7 @@ class ProceduralLipSync:
         self._rows = t.view(1, CROP, 1)
         self._cols = t.view(1, 1, CROP)
         # The frame's own span sits one frame into its window (clock.MEL_LEAD): weight around it.
-        centre = (MEL_LEAD + 0.5) * MEL_FPS / fps
+        centre = min(15.0, (MEL_LEAD + 0.5) * MEL_FPS / fps)  # below 8 fps the frame outlasts the window
         w = torch.exp(-0.5 * ((torch.arange(16, dtype=torch.float32, device=device) - centre) / 2.0) ** 2)
         self._time_w = (w / w.sum()).view(1, 1, 16)
         self._bands = slice(8, 64)
