@@ -42,3 +42,14 @@ def test_missing_truncated_and_foreign_files(tmp_path, wav2lip_checkpoint):
     text.write_text("hello")
     with pytest.raises(LipstreamError, match="not a readable torch checkpoint"):
         load_wav2lip(str(text), "cpu")
+
+
+def test_pre_zip_format_loads(tmp_path, wav2lip_checkpoint):
+    """The public checkpoints were written by torch 1.x, before the zip format."""
+    legacy = tmp_path / "legacy.pth"
+    ckpt = torch.load(wav2lip_checkpoint, weights_only=True)
+    torch.save(ckpt, legacy, _use_new_zipfile_serialization=False)
+    a, b = load_wav2lip(str(legacy), "cpu"), load_wav2lip(wav2lip_checkpoint, "cpu")
+    mel, faces = torch.randn(1, 1, 80, 16), torch.rand(1, 6, 96, 96)
+    with torch.no_grad():
+        assert torch.equal(a(mel, faces), b(mel, faces))
