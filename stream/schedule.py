@@ -1,8 +1,9 @@
 """The clock stage: PCM in, batches of frames out, each with its mel window and its audio.
 
-Frame i shows audio samples [i·sr/fps, (i+1)·sr/fps) and the 16 mel columns from int(i·80/fps);
-at the end of the speech the last full window is reused and the audio is padded with silence
-to the frame boundary, so video and audio end together.
+Frame i shows audio samples [i·sr/fps, (i+1)·sr/fps) and gets the 16 mel columns that
+`Clock.mel_start` gives (from frame i−1, as Wav2Lip was trained); at the end of the speech the last
+full window is reused and the audio is padded with silence to the frame boundary, so video and
+audio end together.
 """
 from __future__ import annotations
 
