@@ -81,6 +81,11 @@ class EncodeStage(Stage):
         self.engine = encoder.name + (" on cpu, i420 by triton" if self.on_gpu else " (swscale bgr24)")
         self._next = 0
 
+    def warmup(self) -> None:
+        if self.on_gpu:  # Triton compiles the colour kernel on its first call
+            f = self.encoder.format
+            bgr_to_i420(torch.zeros(1, f.height, f.width, 3, dtype=torch.uint8, device=self.device))
+
     def process(self, item: FrameBatch, emit) -> None:
         if self.on_gpu:
             images, fmt = bgr_to_i420(item.frames).cpu().numpy(), "yuv420p"  # the host copy for libx264

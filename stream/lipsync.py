@@ -61,6 +61,11 @@ class LipSyncStage(Stage):
         describe = getattr(backend, "describe", None)
         self.engine = describe() if describe else f"{backend.name} {str(backend.dtype).removeprefix('torch.')}"
 
+    def warmup(self) -> None:
+        if self.device.type == "cuda":  # Triton compiles `prepare` on its first call
+            idx = torch.zeros(1, dtype=torch.long, device=self.device)
+            self.backend(torch.zeros(1, 1, 80, 16, device=self.device), prepare(self.avatar.crops, idx, self.backend.dtype))
+
     def process(self, item: FrameBatch, emit) -> None:
         faces = prepare(self.avatar.crops, item.avatar_idx, self.backend.dtype)
         item.mouths = self.backend(item.mel.to(self.device), faces)

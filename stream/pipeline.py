@@ -31,6 +31,9 @@ class Stage:
     def describe(self) -> str:
         return f"{self.name} {self.engine} ({self.device})"
 
+    def warmup(self) -> None:
+        """One-off work (kernel compilation, graph capture) done before the first item, off the clock."""
+
 
 class _Stopped(Exception):
     pass
@@ -100,6 +103,8 @@ class Pipeline:
         self._stop.set()
 
     def run(self, source: Iterable[Any], poll: Callable[[], None] | None = None) -> None:
+        for stage in self.stages:
+            stage.warmup()
         threads = [threading.Thread(target=self._run_stage, args=(i,), name=s.name, daemon=True)
                    for i, s in enumerate(self.stages)]
         for t in threads:

@@ -88,7 +88,7 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         speech,
         FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, progress),
         LipSyncStage(backend, avatar),
-        ComposeStage(avatar),
+        ComposeStage(avatar, backend.dtype),
         EncodeStage(X264Encoder(video), device),
         Mp4Sink(output, video, progress),
     ) if s is not None]
