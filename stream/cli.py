@@ -9,7 +9,6 @@ import time
 
 from .errors import LipstreamError
 
-log = logging.getLogger("lipstream")
 
 
 def _render_args(p: argparse.ArgumentParser) -> None:

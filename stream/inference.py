@@ -7,7 +7,6 @@ Only torch here: this is the CUDA compute path.
 from __future__ import annotations
 
 import copy
-import logging
 
 import torch
 from torch import nn
@@ -15,7 +14,6 @@ from torch import nn
 from .lower_face import LowerFaceWav2Lip
 from .wav2lip import Conv, Wav2Lip
 
-log = logging.getLogger("lipstream")
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -1,7 +1,6 @@
 """Lip-sync backends behind one call: `backend(mel B×1×80×16, faces B×6×96×96) → mouths B×3×96×96`."""
 from __future__ import annotations
 
-import logging
 from typing import Protocol
 
 import torch
@@ -14,7 +13,6 @@ from .inference import InferenceWav2Lip
 from .pipeline import Stage
 from .procedural import ProceduralLipSync
 
-log = logging.getLogger("lipstream")
 
 
 class LipSyncBackend(Protocol):

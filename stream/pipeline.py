@@ -98,10 +98,6 @@ class Pipeline:
             stage.process(item, emit)
             stage.busy += time.perf_counter() - start  # includes time blocked in emit: an upper bound
 
-    def stop(self) -> None:
-        """Abandon the run (the caller's run() returns, raising nothing unless a stage failed)."""
-        self._stop.set()
-
     def run(self, source: Iterable[Any], poll: Callable[[], None] | None = None) -> None:
         for stage in self.stages:
             stage.warmup()

@@ -31,7 +31,8 @@ def test_missing_truncated_and_foreign_files(tmp_path, wav2lip_checkpoint):
     with pytest.raises(LipstreamError, match="not found"):
         load_wav2lip(str(tmp_path / "nope.pth"), "cpu")
     truncated = tmp_path / "cut.pth"
-    truncated.write_bytes(open(wav2lip_checkpoint, "rb").read()[:100_000])
+    with open(wav2lip_checkpoint, "rb") as f:
+        truncated.write_bytes(f.read(100_000))
     with pytest.raises(LipstreamError, match="not a readable torch checkpoint"):
         load_wav2lip(str(truncated), "cpu")
     foreign = tmp_path / "other.pth"
