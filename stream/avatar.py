@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
+import io
 import time
 from dataclasses import dataclass
 
@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from . import face, media
+from .errors import LipstreamError
+from .files import write_atomically
 
 log = logging.getLogger("lipstream")
 CROP = 96
@@ -90,17 +92,13 @@ def _load_cached(path: str) -> dict | None:
 
 
 def _save_cached(path: str, **arrays) -> None:
-    tmp = None
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp.npz")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except OSError as e:  # a read-only or full cache only costs time
+        write_atomically(path, buf.getvalue())
+    except (OSError, LipstreamError) as e:  # a read-only or full cache only costs time
         log.warning("avatar cache not written (%s)", e)
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_avatar(path: str, device: torch.device, box=None, use_cache: bool = True) -> Avatar:

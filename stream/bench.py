@@ -13,6 +13,7 @@ import time
 import torch
 
 from .checkpoint import load_wav2lip, save_random_wav2lip
+from .files import write_atomically
 from .inference import InferenceWav2Lip, cpu_has_bf16
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -208,8 +209,7 @@ def run(args) -> int:
 def _write(path: str | None, result: dict) -> None:
     if path:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(result, f, indent=2)
+        write_atomically(path, json.dumps(result, indent=2).encode())
         print(f"\nwrote {path}")
 
 

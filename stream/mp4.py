@@ -4,7 +4,6 @@ from __future__ import annotations
 import fractions
 import io
 import os
-import tempfile
 import time
 
 import av
@@ -12,6 +11,7 @@ import numpy as np
 
 from .encode import VideoFormat
 from .errors import LipstreamError
+from .files import write_atomically
 from .frames import FrameBatch
 from .pipeline import Stage
 from .schedule import OUT_RATE, Progress
@@ -28,27 +28,6 @@ def check_writable(path: str) -> None:
         raise LipstreamError(f"cannot write {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise LipstreamError(f"cannot write {path}: permission denied")
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Write to a temporary name beside `path`, then rename: readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".part")
-    except OSError as e:
-        raise LipstreamError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make the video private to its owner
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException as e:
-        os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise LipstreamError(f"cannot write {path}: {e.strerror}") from None
-        raise
 
 
 class Mp4Sink(Stage):
