@@ -107,3 +107,30 @@ def test_mouth_and_sound_are_in_sync(tmp_path, fps):
     scores = {lag: corr(lag) for lag in range(-3, 4)}
     assert max(scores, key=scores.get) == 0, scores
     assert scores[0] > 0.5
+
+
+def test_video_avatar_plays_forward_then_backward(tmp_path):
+    """Each avatar frame carries its index in a corner patch; the rendered video must show them in
+    ping-pong order (0 1 2 3 4 5 4 3 2 1 0 1 …), face boxes tracked per frame."""
+    import cv2
+
+    image = cv2.resize(cv2.imread(EXAMPLE_AVATAR), (256, 256))
+    src = tmp_path / "avatar.mp4"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 256, 256, "yuv420p"
+        s.options = {"crf": "0"}
+        for i in range(6):
+            frame = image.copy()
+            frame[:32, :32] = 40 * i  # the marker: 0, 40, … 200
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    out = tmp_path / "out.mp4"
+    render(str(out), text="One, two, three, four, five.", avatar=str(src))
+    with av.open(str(out)) as c:
+        shown = [int(round(f.to_ndarray(format="bgr24")[8:24, 8:24].mean() / 40)) for f in c.decode(video=0)]
+    loop = [0, 1, 2, 3, 4, 5, 4, 3, 2, 1]
+    assert len(shown) > 20
+    assert shown == [loop[i % len(loop)] for i in range(len(shown))]
