@@ -55,6 +55,8 @@ def _read_text(text: str | None, text_file: str | None) -> str:
             raise LipstreamError(f"text file {text_file} is not UTF-8 text") from None
     if not text or not text.strip():
         raise LipstreamError("empty text: nothing to say")
+    if not any(ch.isalnum() for ch in text):
+        raise LipstreamError("the text has no words to say (only punctuation or symbols)")
     return text
 
 

@@ -30,6 +30,7 @@ def test_no_face(capsys, tmp_path):
 
 def test_empty_text(capsys, tmp_path):
     assert "empty text" in _run(capsys, tmp_path, "--text", "   ")
+    assert "no words to say" in _run(capsys, tmp_path, "--text", "... !?")
 
 
 def test_unreadable_audio(capsys, tmp_path):
