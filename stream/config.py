@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import yaml
 
 from .errors import LipstreamError
+from .inference import PRECISIONS
 
 DEFAULT_AVATAR = os.path.join(os.path.dirname(__file__), "assets", "astronaut.png")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
@@ -27,7 +28,6 @@ class RenderConfig:
     preset: str = "veryfast"  # libx264
     crf: int = 20
     cache: bool = True  # reuse prepared avatars
-    extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         for name, kind in (("avatar", str), ("device", str), ("voice", str), ("preset", str), ("precision", str),
@@ -46,8 +46,8 @@ class RenderConfig:
             raise LipstreamError(f"batch_size must be from 1 to 1024, not {self.batch_size!r}")
         if not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
             raise LipstreamError(f"crf must be from 0 to 51, not {self.crf!r}")
-        if self.precision not in ("auto", "float32", "bfloat16", "float16"):
-            raise LipstreamError(f"precision must be auto, float32, bfloat16 or float16, not {self.precision!r}")
+        if self.precision not in ("auto", *PRECISIONS):
+            raise LipstreamError(f"precision must be auto, {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.preset not in PRESETS:
             raise LipstreamError(f"unknown x264 preset {self.preset!r} (one of {', '.join(PRESETS)})")
         if not 80 <= self.words_per_minute <= 450:
@@ -59,7 +59,7 @@ class RenderConfig:
             self.box = tuple(self.box)
 
 
-_FIELDS = {f.name for f in dataclasses.fields(RenderConfig)} - {"extra"}
+_FIELDS = {f.name for f in dataclasses.fields(RenderConfig)}
 
 
 def make_config(file: str | None = None, **overrides) -> RenderConfig:
