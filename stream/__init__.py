@@ -14,6 +14,10 @@ _NAMES = {
     "RenderConfig": "config",
     "LipstreamError": "errors",
     "InferenceWav2Lip": "inference",
+    "Session": "session",
+    "Frame": "session",
+    "SegmentEnd": "session",
+    "SessionLimitError": "runtime",
 }
 __all__ = list(_NAMES)
 

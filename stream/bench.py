@@ -165,8 +165,13 @@ def run(args) -> int:
     from .device import resolve_device
 
     device = resolve_device(args.device)
+    if args.what == "sessions":
+        from .bench_sessions import run as run_sessions
+
+        return run_sessions(args, device, machine, table, _write)
+    seconds = args.seconds if args.seconds is not None else 2.0
     if args.what == "kernels":
-        result = {"machine": machine(device), "kernels": bench_kernels(device, args.kernel_batch, args.seconds)}
+        result = {"machine": machine(device), "kernels": bench_kernels(device, args.kernel_batch, seconds)}
         keys = ["kernel", "batch", "ref_ms", "ref_frames_per_s"] + (["triton_ms", "triton_frames_per_s"] if device.type == "cuda" else [])
         print(table(result["kernels"], keys))
         _write(args.json, result)
@@ -183,7 +188,7 @@ def run(args) -> int:
         batches = [int(b) for b in args.batches.split(",")] if args.batches else (
             [8, 32, 64, 128, 256, 512] if device.type == "cuda" else [1, 8, 16, 32])
         result = {"machine": machine(device), "weights": "given" if args.checkpoint else "random",
-                  "lipsync": bench_lipsync(model, device, precisions, batches, args.seconds, args.engine)}
+                  "lipsync": bench_lipsync(model, device, precisions, batches, seconds, args.engine)}
         print(table(result["lipsync"], ["precision", "engine", "batch", "fps", "ms_per_batch", "gpu_util"]))
         if not args.no_render:
             best = max(result["lipsync"], key=lambda r: r["fps"])
@@ -206,15 +211,23 @@ def _write(path: str | None, result: dict) -> None:
 
 
 def add_args(p) -> None:
-    p.add_argument("what", choices=["lipsync", "kernels"], help="the lip-sync stage (and a whole render), or the frame-path kernels")
+    p.add_argument("what", choices=["lipsync", "kernels", "sessions"],
+                   help="the lip-sync stage (and a whole render), the frame-path kernels, or concurrent live sessions")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--checkpoint", help="Wav2Lip checkpoint (default: random weights, same cost)")
     p.add_argument("--precisions", help="comma list of float32,bfloat16,float16 (default: all this device runs)")
     p.add_argument("--batches", help="comma list of batch sizes")
     p.add_argument("--engine", default="graphs", choices=["graphs", "compile", "eager"],
                    help="graphs: CUDA graphs per bucket (eager on the CPU); compile: torch.compile reduce-overhead")
-    p.add_argument("--seconds", type=float, default=2.0, help="time per measurement (default 2)")
+    p.add_argument("--seconds", type=float, help="time per measurement (default 2; sessions: 10)")
     p.add_argument("--text-file", default=os.path.join(ROOT, "examples", "bench.txt"), help="text for the whole render")
     p.add_argument("--no-render", action="store_true", help="skip the whole-render measurement")
     p.add_argument("--kernel-batch", type=int, default=32, help="frames per kernel call (bench kernels)")
+    p.add_argument("--sessions", default="1,2,4", help="sessions: comma list of concurrent session counts (default 1,2,4)")
+    p.add_argument("--max", action="store_true", help="sessions: also search for the largest count kept on time")
+    p.add_argument("--wav2lip", action="store_true", help="sessions: Wav2Lip with random weights (default: the procedural mouth)")
+    p.add_argument("--box", nargs=4, type=int, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+                   help="sessions: the face box of the bundled avatar, skipping detection")
+    p.add_argument("--lead", type=float, help="sessions: seconds of frames kept ready ahead (default 0.2)")
+    p.add_argument("--batch-size", type=int, help="sessions: the lip-sync worker's largest batch (default 16)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")

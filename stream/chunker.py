@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from .errors import LipstreamError
+
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n\s*\n")
 _MAX = 220  # characters; a longer run is split at commas so the first audio is not held back
 
@@ -19,3 +21,12 @@ def sentences(text: str) -> list[str]:
         if part:
             out.append(part)
     return out
+
+
+def check_text(text: str | None) -> str:
+    """`text` if it has something to say; otherwise a clear error."""
+    if not text or not text.strip():
+        raise LipstreamError("empty text: nothing to say")
+    if not any(ch.isalnum() for ch in text):
+        raise LipstreamError("the text has no words to say (only punctuation or symbols)")
+    return text

@@ -28,6 +28,8 @@ class RenderConfig:
     preset: str = "veryfast"  # libx264
     crf: int = 20
     cache: bool = True  # reuse prepared avatars
+    lead: float = 0.2  # live sessions: seconds of frames kept ready ahead of the consumer
+    max_sessions: int | None = None  # live sessions per process; none: from the lip-sync worker's measured capacity
 
     def __post_init__(self):
         for name, kind in (("avatar", str), ("device", str), ("voice", str), ("preset", str), ("precision", str),
@@ -52,6 +54,11 @@ class RenderConfig:
             raise LipstreamError(f"unknown x264 preset {self.preset!r} (one of {', '.join(PRESETS)})")
         if not 80 <= self.words_per_minute <= 450:
             raise LipstreamError(f"words_per_minute must be from 80 to 450, not {self.words_per_minute}")
+        if isinstance(self.lead, bool) or not isinstance(self.lead, (int, float)) or not 0 < self.lead <= 2:
+            raise LipstreamError(f"lead must be from 0 to 2 seconds, not {self.lead!r}")
+        if self.max_sessions is not None and (isinstance(self.max_sessions, bool) or not isinstance(self.max_sessions, int)
+                                              or self.max_sessions < 1):
+            raise LipstreamError(f"max_sessions must be a whole number of at least 1, not {self.max_sessions!r}")
         if self.box is not None:
             if (not isinstance(self.box, (list, tuple)) or len(self.box) != 4
                     or not all(isinstance(v, int) and not isinstance(v, bool) for v in self.box)):
@@ -84,3 +91,10 @@ def make_config(file: str | None = None, **overrides) -> RenderConfig:
         raise TypeError(f"unknown setting {unknown[0]!r}")
     values.update({k: v for k, v in overrides.items() if v is not None})
     return RenderConfig(**values)
+
+
+def as_config(config: "RenderConfig | str | None" = None, **settings) -> RenderConfig:
+    """A `RenderConfig` from an existing one or a YAML path, with `settings` (not None) on top."""
+    if isinstance(config, RenderConfig):
+        return dataclasses.replace(config, **{k: v for k, v in settings.items() if v is not None})
+    return make_config(config, **settings)

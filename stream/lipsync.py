@@ -1,6 +1,8 @@
 """Lip-sync backends behind one call: `backend(mel B×1×80×16, faces B×6×96×96) → mouths B×3×96×96`."""
 from __future__ import annotations
 
+import time
+from concurrent.futures import Future
 from typing import Protocol
 
 import torch
@@ -12,7 +14,7 @@ from .frames import FrameBatch
 from .inference import InferenceWav2Lip
 from .pipeline import Stage
 from .procedural import ProceduralLipSync
-
+from .worker import Job
 
 
 class LipSyncBackend(Protocol):
@@ -49,22 +51,23 @@ def make_backend(checkpoint: str | None, device: torch.device, precision: str = 
 
 
 class LipSyncStage(Stage):
-    """Gathers each frame's face crop (masked + reference) and runs the backend on the batch."""
+    """A render's lip-sync: each batch of frames goes to the process's shared worker as one job."""
 
     name = "lipsync"
 
-    def __init__(self, backend: LipSyncBackend, avatar):
-        self.backend, self.avatar = backend, avatar
-        self.device = backend.device
-        describe = getattr(backend, "describe", None)
-        self.engine = describe() if describe else f"{backend.name} {str(backend.dtype).removeprefix('torch.')}"
+    def __init__(self, worker, avatar):
+        self.worker, self.avatar = worker, avatar
+        self.device = worker.device
+        self.engine = worker.describe()
 
     def warmup(self) -> None:
         if self.device.type == "cuda":  # Triton compiles `prepare` on its first call
             idx = torch.zeros(1, dtype=torch.long, device=self.device)
-            self.backend(torch.zeros(1, 1, 80, 16, device=self.device), prepare(self.avatar.crops, idx, self.backend.dtype))
+            prepare(self.avatar.crops, idx, self.worker.dtype)
 
     def process(self, item: FrameBatch, emit) -> None:
-        faces = prepare(self.avatar.crops, item.avatar_idx, self.backend.dtype)
-        item.mouths = self.backend(item.mel.to(self.device), faces)
+        result: Future = Future()
+        self.worker.submit(Job(item.mel.to(self.device), self.avatar, item.avatar_idx, time.perf_counter(),
+                               lambda mouths, error: result.set_exception(error) if error else result.set_result(mouths)))
+        item.mouths = result.result()
         emit(item)

@@ -10,6 +10,8 @@ import functools
 import numpy as np
 import torch
 
+from .exact import grouped_matmul
+
 SAMPLE_RATE = 16_000
 N_FFT = 800
 HOP = 200
@@ -47,7 +49,8 @@ def _basis(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _normalise(mag: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
-    mel = fb @ mag
+    """Magnitudes T × 401 (one row per column) → the normalised 80 × T mel."""
+    mel = grouped_matmul(mag, fb.T).T
     db = 20.0 * torch.log10(torch.clamp(mel, min=1e-5)) - 20.0
     return torch.clamp(8.0 * (db + 100.0) / 100.0 - 4.0, -4.0, 4.0)
 
@@ -72,7 +75,7 @@ def wav2lip_mel(wave_16k: torch.Tensor) -> torch.Tensor:
     spec = torch.stft(
         _preemphasis(x), N_FFT, HOP, N_FFT, window, center=True, pad_mode="reflect", return_complex=True
     )
-    return _normalise(spec.abs(), fb)
+    return _normalise(spec.abs().T, fb)
 
 
 class MelStream:
@@ -130,7 +133,7 @@ class MelStream:
         window, fb = _basis(sig.device)
         off = (self.columns - self._base) * HOP
         frames = sig[off : off + (k - 1) * HOP + N_FFT].unfold(0, N_FFT, HOP) * window
-        mag = torch.fft.rfft(frames, dim=1).abs().T
+        mag = torch.fft.rfft(frames, dim=1).abs()
         self._sig = self._sig[(upto - self._base) * HOP :]  # no later window starts before column `upto`
         self._base = self.columns = upto
         return _normalise(mag, fb)

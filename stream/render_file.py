@@ -1,18 +1,18 @@
 """`render`: the streaming graph with a file sink, run as fast as it goes."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 
-from .avatar import load_avatar
+from . import runtime
+from .chunker import check_text
 from .compose import ComposeStage
-from .config import RenderConfig, make_config
+from .config import RenderConfig, as_config
 from .device import resolve_device
 from .encode import EncodeStage, VideoFormat, X264Encoder
 from .errors import LipstreamError
-from .lipsync import LipSyncStage, make_backend
+from .lipsync import LipSyncStage
 from .media import read_audio
 from .mp4 import Mp4Sink, check_writable
 from .pipeline import Pipeline
@@ -53,11 +53,7 @@ def _read_text(text: str | None, text_file: str | None) -> str:
             raise LipstreamError(f"cannot read text file {text_file}: {e.strerror}") from None
         except UnicodeDecodeError:
             raise LipstreamError(f"text file {text_file} is not UTF-8 text") from None
-    if not text or not text.strip():
-        raise LipstreamError("empty text: nothing to say")
-    if not any(ch.isalnum() for ch in text):
-        raise LipstreamError("the text has no words to say (only punctuation or symbols)")
-    return text
+    return check_text(text)
 
 
 def render(output: str, *, text: str | None = None, text_file: str | None = None, audio: str | None = None,
@@ -67,10 +63,7 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
     started = time.perf_counter()
     if sum(x is not None for x in (text, text_file, audio)) != 1:
         raise LipstreamError("give exactly one of text, text_file or audio")
-    if isinstance(config, RenderConfig):
-        cfg = dataclasses.replace(config, **{k: v for k, v in settings.items() if v is not None})
-    else:
-        cfg = make_config(config, **settings)
+    cfg = as_config(config, **settings)
     check_writable(output)
     device = resolve_device(cfg.device)
     if audio is not None:
@@ -79,24 +72,27 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
     else:
         source = text_source(_read_text(text, text_file))
         speech = TTSStage(EspeakTTS(cfg.voice, cfg.words_per_minute))
-    avatar = load_avatar(cfg.avatar, device, cfg.box, use_cache=cfg.cache)
-    backend = make_backend(cfg.checkpoint, device, cfg.precision, cfg.batch_size, cfg.fps)
-    if backend.name == "procedural":
-        log.info("no Wav2Lip checkpoint configured: using the procedural mouth (give --checkpoint for Wav2Lip)")
-    progress = progress or Progress()
-    h, w = avatar.size
-    video = VideoFormat(w, h, cfg.fps, cfg.preset, cfg.crf)
-    stages = [s for s in (
-        speech,
-        FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, progress),
-        LipSyncStage(backend, avatar),
-        ComposeStage(avatar, backend.dtype),
-        EncodeStage(X264Encoder(video), device),
-        Mp4Sink(output, video, progress),
-    ) if s is not None]
-    for s in stages:
-        log.info("stage %s", s.describe())
-    Pipeline(stages).run(source, poll=on_tick)
+    avatar = runtime.shared_avatar(cfg, device)
+    worker = runtime.acquire_worker(cfg, device)  # the process's one lip-sync path, shared with live sessions
+    try:
+        if worker.name == "procedural":
+            log.info("no Wav2Lip checkpoint configured: using the procedural mouth (give --checkpoint for Wav2Lip)")
+        progress = progress or Progress()
+        h, w = avatar.size
+        video = VideoFormat(w, h, cfg.fps, cfg.preset, cfg.crf)
+        stages = [s for s in (
+            speech,
+            FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, progress),
+            LipSyncStage(worker, avatar),
+            ComposeStage(avatar, worker.dtype),
+            EncodeStage(X264Encoder(video), device),
+            Mp4Sink(output, video, progress),
+        ) if s is not None]
+        for s in stages:
+            log.info("stage %s", s.describe())
+        Pipeline(stages).run(source, poll=on_tick)
+    finally:
+        runtime.release_worker(worker)
     return RenderResult(
         output=output,
         frames=progress.done,

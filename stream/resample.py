@@ -1,4 +1,5 @@
-"""Streaming resampling with torchaudio's kernel: chunked output equals resampling the whole signal."""
+"""Streaming resampling with torchaudio's kernel: chunked output equals resampling the whole signal,
+to the bit, however the input is chunked."""
 from __future__ import annotations
 
 import math
@@ -6,59 +7,63 @@ import math
 import torch
 import torchaudio
 
+from .exact import grouped_matmul
+
 
 class StreamResampler:
-    """torchaudio's polyphase resampler is shift-invariant in blocks of `orig/gcd` input samples, so
-    each block is resampled with enough left history and right look-ahead to cover the kernel."""
+    """torchaudio's polyphase resampler computes output block j (`new/gcd` samples) from the
+    `orig/gcd + 2·width` input samples around input block j (zero padded at both ends); here each
+    block is computed as soon as its window has arrived, as one row of a fixed-shape product."""
 
     def __init__(self, orig: int, new: int, device: torch.device | str = "cpu"):
         g = math.gcd(orig, new)
         self.orig, self.new = orig, new
         self._o, self._n = orig // g, new // g
         self.identity = orig == new
-        self._kernel = torchaudio.transforms.Resample(self._o, self._n).to(device)  # built once, not per chunk
-        # torchaudio's kernel reaches ceil(6 · orig / (0.99 · min(orig, new))) input samples each side.
-        reach = math.ceil(6 * self._o / (0.99 * min(self._o, self._n))) + 1
-        self._ctx = self._o * math.ceil(reach / self._o)
-        self._hist = torch.zeros(self._ctx, device=device)
-        self._pending = torch.zeros(0, device=device)
         self.n_in = 0
         self.n_out = 0
+        if self.identity:
+            self._buf = torch.zeros(0, device=device)
+            return
+        r = torchaudio.transforms.Resample(self._o, self._n)  # its kernel, built once, not per chunk
+        self._basis = r.kernel[:, 0, :].T.contiguous().to(device)  # window × new/gcd
+        self._width = r.width
+        self._window = self._basis.shape[0]
+        self._buf = torch.zeros(self._width, device=device)  # the zero padding before the signal
+        self._done = 0  # output blocks computed; block j's window starts at _buf[(j − _done) · orig]
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        return self._kernel(x)
+    def _blocks(self, upto: int) -> torch.Tensor:
+        """Output blocks from `_done` up to `upto` (exclusive) whose windows are in `_buf`."""
+        k = upto - self._done
+        if k <= 0:
+            return self._buf[:0]
+        windows = self._buf[: (k - 1) * self._o + self._window].unfold(0, self._window, self._o)
+        out = grouped_matmul(windows, self._basis).reshape(-1)
+        self._buf = self._buf[k * self._o :]
+        self._done = upto
+        return out
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float().reshape(-1).to(self._pending.device)
+        x = x.float().reshape(-1).to(self._buf.device)
         self.n_in += x.numel()
         if self.identity:
             self.n_out += x.numel()
             return x
-        self._pending = torch.cat([self._pending, x])
-        blocks = (self._pending.numel() - self._ctx) // self._o
-        if blocks <= 0:
-            return self._pending[:0]
-        used = blocks * self._o
-        y = self._run(torch.cat([self._hist, self._pending[: used + self._ctx]]))
-        skip = self._ctx // self._o * self._n
-        out = y[skip : skip + blocks * self._n]
-        self._hist = torch.cat([self._hist, self._pending[:used]])[-self._ctx :]
-        self._pending = self._pending[used:]
+        self._buf = torch.cat([self._buf, x])
+        ready = self._done + max(0, (self._buf.numel() - self._window) // self._o + 1)
+        out = self._blocks(ready)
         self.n_out += out.numel()
         return out
 
     def finish(self) -> torch.Tensor:
         """Flush: the total output is ceil(n_in · new / orig) samples, as for the whole signal."""
         if self.identity:
-            return self._pending[:0]
+            return self._buf[:0]
         total = -(-self.n_in * self._n // self._o)
         want = total - self.n_out
         if want <= 0:
-            return self._pending[:0]
-        tail = torch.zeros(self._ctx + self._o, device=self._pending.device)
-        y = self._run(torch.cat([self._hist, self._pending, tail]))
-        skip = self._ctx // self._o * self._n
-        out = y[skip : skip + want]
+            return self._buf[:0]
+        self._buf = torch.cat([self._buf, torch.zeros(self._width + self._o, device=self._buf.device)])
+        out = self._blocks(self._done + -(-want // self._n))[:want]
         self.n_out += out.numel()
-        self._pending = self._pending[:0]
         return out

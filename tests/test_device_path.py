@@ -16,10 +16,11 @@ def test_frame_path_never_synchronises_with_the_host(wav2lip_checkpoint, monkeyp
     from stream.compose import ComposeStage
     from stream.frames import FrameBatch
     from stream.lipsync import LipSyncStage, make_backend
+    from stream.worker import LipSyncWorker
 
     dev = torch.device("cuda")
     avatar = load_avatar(EXAMPLE_AVATAR, dev, use_cache=False)
-    lipsync = LipSyncStage(make_backend(wav2lip_checkpoint, dev, "bfloat16", max_batch=16), avatar)
+    lipsync = LipSyncStage(LipSyncWorker(make_backend(wav2lip_checkpoint, dev, "bfloat16", max_batch=16), 16), avatar)
     compose = ComposeStage(avatar)
     batch = FrameBatch(0, 16, audio=None, avatar_idx=avatar.frame_index(torch.arange(16, device=dev)),
                        mel=torch.randn(16, 1, 80, 16, device=dev))

@@ -81,3 +81,17 @@ def test_filterbank_matches_torchaudio_slaney():
     ta = torchaudio.functional.melscale_fbanks(401, 55.0, 7600.0, 80, 16000, norm="slaney", mel_scale="slaney")
     assert np.abs(mel_filterbank() - ta.T.double().numpy()).max() < 1e-6
     assert np.abs(mel_filterbank() - _slaney_filters()).max() < 1e-12
+
+
+def test_streamed_mel_does_not_depend_on_chunking_to_the_bit(speech_16k):
+    def run(sizes):
+        stream, parts, i = MelStream(torch.device("cpu")), [], 0
+        for k in sizes:
+            parts.append(stream.push(speech_16k[i : i + k]))
+            i += k
+        parts += [stream.push(speech_16k[i:]), stream.finish()]
+        return torch.cat(parts, dim=1)
+
+    whole = run([])
+    assert torch.equal(run([1] * 700 + [5000] * 3), whole)
+    assert torch.equal(run([160] * 100), whole)

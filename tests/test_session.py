@@ -1,0 +1,361 @@
+"""Live sessions: real eSpeak, the real shared worker and compose, consumed as a user's thread would."""
+import asyncio
+import gc
+import random
+import threading
+import time
+import weakref
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import EXAMPLE_AVATAR
+from stream import runtime
+from stream.compose import ComposeStage
+from stream.config import make_config
+from stream.errors import LipstreamError
+from stream.lipsync import LipSyncStage
+from stream.pipeline import Pipeline, Stage
+from stream.resample import StreamResampler
+from stream.schedule import FrameScheduler, Progress
+from stream.session import Frame, SegmentEnd, Session
+from stream.speech import audio_source
+
+BOX = (67, 170, 177, 270)
+FPS = 25
+SPF = 48000 // FPS
+
+
+class _Collect(Stage):
+    def __init__(self):
+        self.frames, self.audio = [], []
+
+    def process(self, item, emit):
+        self.frames.extend(item.frames)
+        self.audio.append(item.audio)
+
+
+def render_frames(pcm, rate, **settings):
+    """What `render` composes for this audio, before the encoder: its own stages on the shared worker."""
+    cfg = make_config(box=BOX, **settings)
+    device = torch.device("cpu")
+    avatar, worker = runtime.shared_avatar(cfg, device), runtime.acquire_worker(cfg, device)
+    try:
+        sink = _Collect()
+        Pipeline([FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, Progress()), LipSyncStage(worker, avatar),
+                  ComposeStage(avatar, worker.dtype), sink]).run(audio_source(pcm, rate))
+    finally:
+        runtime.release_worker(worker)
+    return sink.frames, np.concatenate(sink.audio)
+
+
+def drain(session, until=lambda items: False, seconds=60.0, idle=False):
+    """Pull as fast as the session gives until `until(items)` holds after a SegmentEnd; idle frames
+    are kept only with `idle` (a fast consumer gets thousands while speech is on its way)."""
+    items, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        item = session.get()
+        if idle or not isinstance(item, Frame) or item.speaking:
+            items.append(item)
+        if isinstance(item, SegmentEnd) and until(items):
+            return items
+    raise AssertionError(f"no end after {seconds} s")
+
+
+def ends(n):
+    return lambda items: sum(isinstance(i, SegmentEnd) for i in items) >= n
+
+
+def speaking(items):
+    return [i for i in items if isinstance(i, Frame) and i.speaking]
+
+
+def push_in_random_chunks(session, pcm, rate, rng):
+    at = 0
+    while at < len(pcm):
+        n = int(rng.uniform(0.001, 2.0) * rate) if rng.random() < 0.3 else int(rng.uniform(0.001, 0.1) * rate)
+        session.push_audio(pcm[at : at + max(1, n)], rate)
+        at += max(1, n)
+        if rng.random() < 0.3:
+            time.sleep(rng.uniform(0, 0.02))
+    session.end_segment()
+
+
+def test_pushed_speech_matches_render_frame_for_frame(speech_22k):
+    """Random chunk sizes (1 ms to 2 s) in bursts: the speaking frames are exactly render's, and so is the audio."""
+    rng = random.Random(7)
+    with Session(box=BOX, cache=False) as s:
+        consumer_items = []
+        t = threading.Thread(target=lambda: consumer_items.extend(drain(s, ends(1))))
+        t.start()
+        push_in_random_chunks(s, speech_22k, 22050, rng)
+        t.join(timeout=60)
+    spoken = speaking(consumer_items)
+    expected = -(-len(speech_22k) * FPS // 22050)
+    assert len(spoken) == expected
+    assert [f.index for f in spoken] == list(range(spoken[0].index, spoken[0].index + expected))  # no gap
+    frames, audio = render_frames(speech_22k, 22050)
+    assert len(frames) == expected
+    for k, f in enumerate(spoken):
+        assert torch.equal(f.image, frames[k]), f"frame {k} differs from render"
+    r = StreamResampler(22050, 48000)
+    whole = torch.cat([r.push(torch.from_numpy(speech_22k)), r.finish()]).numpy()
+    got = np.concatenate([f.audio for f in spoken])
+    assert len(got) == expected * SPF and np.array_equal(got[: len(whole)], whole) and not got[len(whole) :].any()
+    assert np.array_equal(audio, got)
+    end = consumer_items[-1]
+    assert isinstance(end, SegmentEnd) and not end.interrupted
+    assert end.playback_position == pytest.approx(len(whole) / 48000)
+
+
+def test_wav2lip_session_matches_render_within_rounding(speech_22k, wav2lip_checkpoint):
+    """Wav2Lip on the CPU rounds differently by batch size (oneDNN): equal up to one level at a few pixels."""
+    pcm = speech_22k[: 22050]
+    with Session(box=BOX, checkpoint=wav2lip_checkpoint, precision="float32", batch_size=8, cache=False) as s:
+        s.push_audio(pcm, 22050)
+        s.end_segment()
+        spoken = speaking(drain(s, ends(1)))
+    frames, _ = render_frames(pcm, 22050, checkpoint=wav2lip_checkpoint, precision="float32", batch_size=8)
+    assert len(spoken) == len(frames) == 25
+    for k, f in enumerate(spoken):
+        diff = (f.image.int() - frames[k].int()).abs()
+        assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3, k
+
+
+def test_idle_before_between_and_after_segments(speech_22k):
+    with Session(box=BOX) as s:
+        before = [s.get() for _ in range(10)]
+        s.push_audio(speech_22k[:11025], 22050)
+        s.end_segment()
+        s.push_audio(speech_22k[11025:22050], 22050)
+        s.end_segment()
+        items = drain(s, ends(2), idle=True)
+        after = [s.get() for _ in range(10)]
+    source = torch.from_numpy(__import__("cv2").imread(EXAMPLE_AVATAR))
+    for f in before + after:
+        assert isinstance(f, Frame) and not f.speaking and not f.audio.any()
+        assert torch.equal(f.image, source[:512, :512])
+    marks = [i for i in items if isinstance(i, SegmentEnd)]
+    assert [m.segment for m in marks] == [1, 2] and not any(m.interrupted for m in marks)
+    for m in marks:
+        mine = [i for i in items if isinstance(i, Frame) and i.segment == m.segment]
+        assert len(mine) == 13  # ceil(0.5 s · 25)
+        assert m.playback_position == pytest.approx(0.5)  # the audio yielded, padding of the last frame excluded
+    frames = [i for i in before + items + after if isinstance(i, Frame)]
+    assert [f.index for f in frames] == list(range(len(frames)))  # one tick after another, idle or not
+    assert all(f.pts == f.index * SPF and len(f.audio) == SPF for f in frames)
+
+
+def test_interrupt_at_random_moments(speech_22k):
+    rng = random.Random(3)
+    with Session(box=BOX) as s:
+        for trial in range(6):
+            seg = s.push_audio(speech_22k, 22050)
+            s.end_segment()
+            for _ in range(rng.randrange(0, 40)):
+                s.get()
+            s.interrupt()
+            asked = time.perf_counter()
+            items = []
+            while not isinstance(item := s.get(), Frame):
+                items.append(item)
+            assert time.perf_counter() - asked < 0.1
+            assert not item.speaking and not item.audio.any()
+            assert [(m.segment, m.interrupted) for m in items] in ([(seg, True)], [(seg, False)])
+            later = [s.get() for _ in range(50)]
+            assert not any(isinstance(i, Frame) and i.speaking for i in later), "old speech came back"
+        again = s.push_audio(speech_22k[:22050], 22050)
+        s.end_segment()
+        items = drain(s, ends(1))
+        assert len([f for f in speaking(items) if f.segment == again]) == 25
+
+
+def test_interrupt_stops_text_and_the_next_say_speaks():
+    with Session(box=BOX) as s:
+        first = s.say("This is a long sentence that will not be finished. Nor will this one, or the one after it.")
+        s.say("A queued second utterance.")
+        got = []
+        while len(speaking(got)) < 5:
+            got.append(s.get())
+        s.interrupt()
+        marks = []
+        while not isinstance(item := s.get(), Frame):
+            marks.append(item)
+        assert not item.speaking
+        assert [(m.segment, m.interrupted) for m in marks] == [(first, True), (first + 1, True)]
+        assert 0 < marks[0].playback_position <= 5 * SPF / 48000 + 1e-9 and marks[1].playback_position == 0
+        third = s.say("Hello again.")
+        items = drain(s, ends(1))
+        assert items[-1] == SegmentEnd(third, items[-1].playback_position, False)
+        assert len(speaking(items)) > 10 and all(f.segment == third for f in speaking(items))
+
+
+def test_mouth_follows_the_sound_with_no_frame_of_offset():
+    """The procedural mouth gap against the loudness of the audio yielded with each frame."""
+    with Session() as s:
+        s.say("Open wide, then close. Papa, mama, baba: open and shut, open and shut.")
+        frames = speaking(drain(s, ends(1)))
+    gap = np.array([-f.image[130:150, 205:245].float().mean().item() for f in frames])
+    loud = np.array([np.sqrt(np.mean(f.audio ** 2)) for f in frames])
+    n = len(gap)
+
+    def corr(lag):
+        a, b = gap[max(0, lag) : n + min(0, lag)], loud[max(0, -lag) : n - max(0, lag)]
+        return np.corrcoef(a, b)[0, 1]
+
+    scores = {lag: corr(lag) for lag in range(-3, 4)}
+    assert max(scores, key=scores.get) == 0, scores
+
+
+def test_two_sessions_with_different_avatars_share_the_worker(tmp_path, speech_22k):
+    import cv2
+
+    other = tmp_path / "small.png"
+    cv2.imwrite(str(other), cv2.resize(cv2.imread(EXAMPLE_AVATAR), (384, 384)))
+    box2 = (50, 128, 133, 203)
+    a_pcm, b_pcm = speech_22k[:30000], speech_22k[20000:45000]
+
+    def alone(avatar, box, pcm):
+        with Session(avatar=avatar, box=box) as s:
+            s.push_audio(pcm, 22050)
+            s.end_segment()
+            return [f.image for f in speaking(drain(s, ends(1)))]
+
+    want_a, want_b = alone(EXAMPLE_AVATAR, BOX, a_pcm), alone(str(other), box2, b_pcm)
+    sa, sb = Session(avatar=EXAMPLE_AVATAR, box=BOX), Session(avatar=str(other), box=box2)
+    assert sa.worker is sb.worker
+    batches = sa.worker.batches
+    got = {}
+    try:
+        threads = [threading.Thread(target=lambda s=s, k=k: got.__setitem__(k, drain(s, ends(1))))
+                   for s, k in ((sa, "a"), (sb, "b"))]
+        for t in threads:
+            t.start()
+        sa.push_audio(a_pcm, 22050)
+        sb.push_audio(b_pcm, 22050)
+        sa.end_segment()
+        sb.end_segment()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        sa.close()
+        sb.close()
+    for want, key in ((want_a, "a"), (want_b, "b")):
+        frames = [f.image for f in speaking(got[key])]
+        assert len(frames) == len(want) and all(torch.equal(x, y) for x, y in zip(frames, want))
+    assert sa.worker.batches > batches
+
+
+def test_async_iteration_and_real_time_consumer():
+    async def main():
+        with Session(box=BOX) as s:
+            seg = s.say("Hello from an event loop.")
+            items, t0 = [], time.perf_counter()
+            async for item in s:
+                items.append(item)
+                if isinstance(item, SegmentEnd):
+                    break
+                await asyncio.sleep(max(0.0, t0 + len([i for i in items if isinstance(i, Frame)]) / FPS - time.perf_counter()))
+            return seg, items
+
+    seg, items = asyncio.run(main())
+    assert items[-1].segment == seg and len(speaking(items)) > 20
+
+
+def test_session_limit_and_release(speech_22k):
+    first = Session(box=BOX, max_sessions=1)
+    with pytest.raises(LipstreamError, match=r"^session limit reached: 1 session\(s\) open, max_sessions is 1$"):
+        Session(box=BOX, max_sessions=1)
+    first.close()
+    Session(box=BOX, max_sessions=1).close()
+
+
+def test_open_speak_close_cycles_leave_nothing_behind():
+    def cycle():
+        s = Session(box=BOX)
+        s.say("Hi.")
+        drain(s, ends(1))
+        s.close()
+        return weakref.ref(s)
+
+    cycle()
+    threads = {t.ident for t in threading.enumerate()}
+    refs = [cycle() for _ in range(200)]
+    for _ in range(100):  # the last session's final TTS task or model batch may still be finishing
+        gc.collect()
+        if not any(r() for r in refs):
+            break
+        time.sleep(0.02)
+    assert not any(r() for r in refs)
+    assert {t.ident for t in threading.enumerate()} <= threads
+    assert runtime.open_sessions() == 0
+
+
+def test_bad_input_is_one_clear_error():
+    with Session(box=BOX) as s:
+        with pytest.raises(LipstreamError, match=r"^int16 PCM has an odd number of bytes \(3\)$"):
+            s.push_audio(b"abc", 16000)
+        with pytest.raises(LipstreamError, match=r"^sample rate 22051 is not supported \(one of 8000, "):
+            s.push_audio(np.zeros(10, np.float32), 22051)
+        with pytest.raises(LipstreamError, match=r"^PCM must be mono"):
+            s.push_audio(np.zeros((10, 2), np.float32), 16000)
+        s.push_audio(np.zeros(100, np.int16), 16000)
+        with pytest.raises(LipstreamError, match=r"^sample rate changed within an utterance \(16000 → 48000\)"):
+            s.push_audio(np.zeros(100, np.float32), 48000)
+        with pytest.raises(LipstreamError, match="^empty text: nothing to say$"):
+            s.say("  ")
+    with pytest.raises(LipstreamError, match="^session .* is closed$"):
+        s.say("Hello.")
+    with pytest.raises(LipstreamError, match=r"^fps 7 does not divide the 48 kHz audio clock"):
+        Session(fps=7)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_sessions_speak_on_the_device_and_give_their_memory_back(wav2lip_checkpoint):
+    def cycle():
+        with Session(device="cuda", box=BOX, checkpoint=wav2lip_checkpoint, precision="bfloat16") as s:
+            s.say("Hi there.")
+            frames = speaking(drain(s, ends(1)))
+            assert frames and all(f.image.is_cuda and f.image.shape == (512, 512, 3) for f in frames)
+
+    cycle()  # the model, its graphs and the kernels stay for the process; the rest must not
+    torch.cuda.synchronize()
+    gc.collect()
+    base = torch.cuda.memory_allocated()
+    for _ in range(20):
+        cycle()
+    torch.cuda.synchronize()
+    gc.collect()
+    assert torch.cuda.memory_allocated() <= base
+    assert runtime.open_sessions() == 0
+
+
+def test_a_video_avatar_loops_on_through_speech_and_idle(tmp_path, speech_22k):
+    """Each avatar frame carries its index in a corner patch: tick k shows loop[k], speaking or not."""
+    import av
+    import cv2
+
+    image = cv2.resize(cv2.imread(EXAMPLE_AVATAR), (256, 256))
+    src = tmp_path / "avatar.mp4"
+    with av.open(str(src), "w") as c:
+        st = c.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt, st.options = 256, 256, "yuv420p", {"crf": "0"}
+        for i in range(6):
+            frame = image.copy()
+            frame[:32, :32] = 40 * i
+            for p in st.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                c.mux(p)
+        for p in st.encode(None):
+            c.mux(p)
+    with Session(avatar=str(src), box=(34, 85, 88, 135)) as s:
+        first = [s.get() for _ in range(7)]
+        s.push_audio(speech_22k[:30000], 22050)
+        s.end_segment()
+        items = first + drain(s, ends(1), idle=True) + [s.get() for _ in range(7)]
+    frames = [i for i in items if isinstance(i, Frame)]
+    assert sum(f.speaking for f in frames) == 35 and not frames[-1].speaking
+    loop = [0, 1, 2, 3, 4, 5, 4, 3, 2, 1]
+    shown = [int(round(f.image[8:24, 8:24].float().mean().item() / 40)) for f in frames]
+    assert shown == [loop[f.index % len(loop)] for f in frames]
