@@ -38,7 +38,7 @@ python -m pytest -q -m cuda -p no:cacheprovider tests 2>&1 | tee -a "$out/cuda-t
 echo "== whole render on CUDA (random-weight Wav2Lip)" | tee "$out/render.txt"
 DEVICE=$device python - <<'PY' 2>&1 | tee -a "$out/render.txt"
 import os, tempfile, stream
-from stream.checkpoint import save_random_wav2lip
+from stream.lipsync.checkpoint import save_random_wav2lip
 with tempfile.TemporaryDirectory() as d:
     ckpt = os.path.join(d, "w.pth"); save_random_wav2lip(ckpt)
     for precision in ("bfloat16", "float16") if os.environ["DEVICE"] == "cuda" else ("bfloat16",):

@@ -6,17 +6,17 @@ torch and triton but not the media stack (PyAV, eSpeak).
 import importlib
 
 _NAMES = {
-    "Wav2Lip": "wav2lip",
-    "load_wav2lip": "checkpoint",
-    "wav2lip_mel": "mel",
+    "Wav2Lip": "lipsync.wav2lip",
+    "load_wav2lip": "lipsync.checkpoint",
+    "wav2lip_mel": "audio.mel",
     "render": "render_file",
     "RenderResult": "render_file",
     "RenderConfig": "config",
     "LipstreamError": "errors",
-    "InferenceWav2Lip": "inference",
-    "Session": "session",
-    "Frame": "session",
-    "SegmentEnd": "session",
+    "InferenceWav2Lip": "lipsync.inference",
+    "Session": "live.session",
+    "Frame": "live.session",
+    "SegmentEnd": "live.session",
     "SessionLimitError": "runtime",
 }
 __all__ = list(_NAMES)

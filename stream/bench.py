@@ -12,9 +12,9 @@ import time
 
 import torch
 
-from .checkpoint import load_wav2lip, save_random_wav2lip
 from .files import write_atomically
-from .inference import InferenceWav2Lip, cpu_has_bf16
+from .lipsync.checkpoint import load_wav2lip, save_random_wav2lip
+from .lipsync.inference import InferenceWav2Lip, cpu_has_bf16
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

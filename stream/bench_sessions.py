@@ -19,8 +19,8 @@ import time
 import numpy as np
 import torch
 
-from .chunker import sentences
-from .session import Frame, SegmentEnd, Session
+from .live.session import Frame, SegmentEnd, Session
+from .sources.chunker import sentences
 
 READY_S = 0.002  # a pull that returns within this found its frame ready
 
@@ -204,7 +204,7 @@ def bench_sessions(counts: list[int], seconds: float, settings: dict, text_file:
 
 
 def run(args, device, machine, table, write) -> int:
-    from .checkpoint import save_random_wav2lip
+    from .lipsync.checkpoint import save_random_wav2lip
 
     counts = [int(x) for x in args.sessions.split(",")]
     seconds = args.seconds if args.seconds is not None else 10.0

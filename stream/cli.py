@@ -10,7 +10,6 @@ import time
 from .errors import LipstreamError
 
 
-
 def _render_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="what the avatar says")
@@ -63,8 +62,8 @@ class _Bar:
 
 
 def _cmd_render(args) -> int:
+    from .audio.schedule import Progress
     from .render_file import render
-    from .schedule import Progress
 
     progress = Progress()
     bar = _Bar(progress)
@@ -86,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
     sub = parser.add_subparsers(dest="command", required=True)
     _render_args(sub.add_parser("render", help="text or audio → lip-synced MP4"))
-    from .bench import add_args as _bench_args  # torch-only: works where the media stack is absent
+    from .bench import (
+        add_args as _bench_args,  # torch-only: works where the media stack is absent
+    )
 
     _bench_args(sub.add_parser("bench", help="measure the lip-sync stage and a whole render"))
     from .doctor import add_args as _doctor_args

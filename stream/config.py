@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import yaml
 
 from .errors import LipstreamError
-from .inference import PRECISIONS
+from .lipsync.inference import PRECISIONS
 
 DEFAULT_AVATAR = os.path.join(os.path.dirname(__file__), "assets", "astronaut.png")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")

@@ -9,7 +9,7 @@ import tempfile
 
 import torch
 
-from .inference import cpu_has_bf16
+from .lipsync.inference import cpu_has_bf16
 
 
 def _version(module: str) -> str:

@@ -6,19 +6,19 @@ import time
 from dataclasses import dataclass
 
 from . import runtime
-from .chunker import check_text
-from .compose import ComposeStage
+from .audio.schedule import FrameScheduler, Progress
 from .config import RenderConfig, as_config
 from .device import resolve_device
-from .encode import EncodeStage, VideoFormat, X264Encoder
 from .errors import LipstreamError
-from .lipsync import LipSyncStage
-from .media import read_audio
-from .mp4 import Mp4Sink, check_writable
+from .lipsync.backends import LipSyncStage
 from .pipeline import Pipeline
-from .schedule import FrameScheduler, Progress
-from .speech import TTSStage, audio_source, text_source
-from .tts_espeak import EspeakTTS
+from .sinks.mp4 import Mp4Sink, check_writable
+from .sources.chunker import check_text
+from .sources.media import read_audio
+from .sources.speech import TTSStage, audio_source, text_source
+from .sources.tts_espeak import EspeakTTS
+from .video.compose import ComposeStage
+from .video.encode import EncodeStage, VideoFormat, X264Encoder
 
 log = logging.getLogger("lipstream")
 

@@ -3,8 +3,7 @@ import os
 import numpy as np
 import pytest
 import torch
-
-from stream.checkpoint import save_random_wav2lip
+from stream.lipsync.checkpoint import save_random_wav2lip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE_AVATAR = os.path.join(ROOT, "examples", "astronaut.png")
@@ -19,7 +18,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def speech_22k() -> np.ndarray:
     """Real synthetic speech from the embedded voice (22.05 kHz float32)."""
-    from stream.tts_espeak import EspeakTTS
+    from stream.sources.tts_espeak import EspeakTTS
 
     chunks = []
     EspeakTTS().speak("The quick brown fox jumps over the lazy dog. Sphinx of black quartz, judge my vow!", chunks.append)

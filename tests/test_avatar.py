@@ -1,9 +1,9 @@
 import av
 import numpy as np
 import torch
-
 from conftest import EXAMPLE_AVATAR
-from stream.avatar import feather_mask, load_avatar, loop_order
+
+from stream.video.avatar import feather_mask, load_avatar, loop_order
 
 
 def test_loop_plays_forward_then_backward_without_repeats():
@@ -27,9 +27,9 @@ def test_image_avatar_is_prepared_and_cached(tmp_path, monkeypatch):
     assert a.frames.shape == (1, 512, 512, 3) and a.crops.shape == (1, 96, 96, 3)
     cached = list((tmp_path / "avatars").glob("*.npz"))
     assert len(cached) == 1
-    import stream.face
+    import stream.video.face
 
-    monkeypatch.setattr(stream.face, "face_boxes", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-detected")))
+    monkeypatch.setattr(stream.video.face, "face_boxes", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-detected")))
     again = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"))
     assert torch.equal(again.boxes, a.boxes) and torch.equal(again.crops, a.crops)
 

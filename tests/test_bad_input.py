@@ -5,8 +5,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from stream.cli import main
 
 

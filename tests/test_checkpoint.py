@@ -1,7 +1,7 @@
 import pytest
 import torch
+from stream.lipsync.checkpoint import save_random_wav2lip
 
-from stream.checkpoint import save_random_wav2lip
 from stream import LipstreamError, Wav2Lip, load_wav2lip
 
 

@@ -1,7 +1,6 @@
 """On CUDA, nothing crosses to the host between the clock and the encoder's colour conversion."""
 import pytest
 import torch
-
 from conftest import EXAMPLE_AVATAR
 
 
@@ -12,11 +11,11 @@ def test_frame_path_never_synchronises_with_the_host(wav2lip_checkpoint, monkeyp
 
     from kernels import bgr_to_i420
     from kernels.testing import compile_kernels
-    from stream.avatar import load_avatar
-    from stream.compose import ComposeStage
     from stream.frames import FrameBatch
-    from stream.lipsync import LipSyncStage, make_backend
-    from stream.worker import LipSyncWorker
+    from stream.lipsync.backends import LipSyncStage, make_backend
+    from stream.lipsync.worker import LipSyncWorker
+    from stream.video.avatar import load_avatar
+    from stream.video.compose import ComposeStage
 
     dev = torch.device("cuda")
     avatar = load_avatar(EXAMPLE_AVATAR, dev, use_cache=False)

@@ -1,10 +1,10 @@
 import cv2
 import numpy as np
 import pytest
-
 from conftest import EXAMPLE_AVATAR
+
 from stream import LipstreamError
-from stream.face import detect, face_boxes, pad_box, smooth_boxes
+from stream.video.face import detect, face_boxes, pad_box, smooth_boxes
 
 
 def test_haar_finds_the_example_face():

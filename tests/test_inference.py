@@ -1,10 +1,17 @@
 """The inference form of Wav2Lip against the plain model; precision errors stated in 8-bit levels."""
 import pytest
 import torch
+from stream.lipsync.checkpoint import load_wav2lip
+from stream.lipsync.inference import (
+    BUCKETS,
+    InferenceWav2Lip,
+    bucket_for,
+    cpu_has_bf16,
+    fold_batchnorm,
+    resolve_precision,
+)
 
-from stream.checkpoint import load_wav2lip
-from stream.inference import BUCKETS, InferenceWav2Lip, bucket_for, cpu_has_bf16, fold_batchnorm, resolve_precision
-from stream.wav2lip import Conv
+from stream.lipsync.wav2lip import Conv
 
 # Largest difference from the float32 model, in 8-bit levels of the mouth output (CPU, random
 # weights with randomised BatchNorm statistics). Measured: folded float32 0.00003, bfloat16 0.54
@@ -25,8 +32,9 @@ def inputs():
 
 
 def test_lower_face_rows_are_exact_and_cover_the_mask(model, inputs):
-    from stream.avatar import feather_mask
-    from stream.lower_face import ROWS_FROM, LowerFaceWav2Lip, plan
+    from stream.lipsync.lower_face import ROWS_FROM, LowerFaceWav2Lip, plan
+
+    from stream.video.avatar import feather_mask
 
     folded = fold_batchnorm(model)
     assert plan(folded) == [0, 0, 0, 0, 3, 8, 18]  # the 24², 48² and 96² blocks start part-way down

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from stream.mel import MelStream, wav2lip_mel
+from stream.audio.mel import MelStream, wav2lip_mel
 
 
 def _hz_to_mel(f):
@@ -76,7 +76,7 @@ def test_very_short_audio_gives_columns():
 def test_filterbank_matches_torchaudio_slaney():
     import torchaudio
 
-    from stream.mel import mel_filterbank
+    from stream.audio.mel import mel_filterbank
 
     ta = torchaudio.functional.melscale_fbanks(401, 55.0, 7600.0, 80, 16000, norm="slaney", mel_scale="slaney")
     assert np.abs(mel_filterbank() - ta.T.double().numpy()).max() < 1e-6

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from stream.encode import EncodeStage, VideoFormat, X264Encoder
+from stream.audio.schedule import Progress
 from stream.frames import FrameBatch
-from stream.mp4 import Mp4Sink
-from stream.schedule import Progress
+from stream.sinks.mp4 import Mp4Sink
+from stream.video.encode import EncodeStage, VideoFormat, X264Encoder
 
 
 def _write(path, fmt: VideoFormat, n=30):

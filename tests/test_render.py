@@ -5,10 +5,10 @@ import sys
 import av
 import numpy as np
 import pytest
-
 from conftest import EXAMPLE_AVATAR, EXAMPLE_TEXT, ROOT
+
 from stream import render
-from stream.schedule import Progress
+from stream.audio.schedule import Progress
 
 BOX = (67, 170, 177, 270)  # the example's padded face box (top, bottom, left, right)
 

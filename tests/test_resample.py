@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchaudio
 
-from stream.resample import StreamResampler
+from stream.audio.resample import StreamResampler
 
 
 @pytest.mark.parametrize("orig,new", [(22050, 16000), (22050, 48000), (24000, 16000), (16000, 16000)])

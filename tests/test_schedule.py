@@ -1,11 +1,11 @@
 import numpy as np
 import torch
 
-from stream.clock import Clock
+from stream.audio.clock import Clock
+from stream.audio.mel import wav2lip_mel
+from stream.audio.resample import StreamResampler
+from stream.audio.schedule import FrameScheduler, Progress
 from stream.frames import PcmChunk
-from stream.mel import wav2lip_mel
-from stream.resample import StreamResampler
-from stream.schedule import FrameScheduler, Progress
 
 
 class _StillAvatar:

@@ -9,18 +9,18 @@ import weakref
 import numpy as np
 import pytest
 import torch
-
 from conftest import EXAMPLE_AVATAR
+
 from stream import runtime
-from stream.compose import ComposeStage
+from stream.audio.resample import StreamResampler
+from stream.audio.schedule import FrameScheduler, Progress
 from stream.config import make_config
 from stream.errors import LipstreamError
-from stream.lipsync import LipSyncStage
+from stream.lipsync.backends import LipSyncStage
+from stream.live.session import Frame, SegmentEnd, Session
 from stream.pipeline import Pipeline, Stage
-from stream.resample import StreamResampler
-from stream.schedule import FrameScheduler, Progress
-from stream.session import Frame, SegmentEnd, Session
-from stream.speech import audio_source
+from stream.sources.speech import audio_source
+from stream.video.compose import ComposeStage
 
 BOX = (67, 170, 177, 270)
 FPS = 25

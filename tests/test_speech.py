@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from stream.lipsync.procedural import ProceduralLipSync
 
 from stream import LipstreamError
-from stream.chunker import sentences
-from stream.procedural import ProceduralLipSync
-from stream.tts_espeak import EspeakTTS
+from stream.sources.chunker import sentences
+from stream.sources.tts_espeak import EspeakTTS
 
 
 def test_espeak_streams_chunks_of_speech():

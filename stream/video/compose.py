@@ -5,8 +5,8 @@ import torch
 
 from kernels import compose
 
-from .frames import FrameBatch
-from .pipeline import Stage
+from ..frames import FrameBatch
+from ..pipeline import Stage
 
 
 class ComposeStage(Stage):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import LipstreamError
+from ..errors import LipstreamError
 
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n\s*\n")
 _MAX = 220  # characters; a longer run is split at commas so the first audio is not held back

@@ -10,11 +10,10 @@ import torch
 
 from kernels import bgr_to_i420
 
-from .config import PRESETS
-from .errors import LipstreamError
-from .frames import FrameBatch
-from .pipeline import Stage
-
+from ..config import PRESETS
+from ..errors import LipstreamError
+from ..frames import FrameBatch
+from ..pipeline import Stage
 
 
 @dataclass(frozen=True)

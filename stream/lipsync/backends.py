@@ -9,10 +9,10 @@ import torch
 
 from kernels import prepare
 
+from ..frames import FrameBatch
+from ..pipeline import Stage
 from .checkpoint import load_wav2lip
-from .frames import FrameBatch
 from .inference import InferenceWav2Lip
-from .pipeline import Stage
 from .procedural import ProceduralLipSync
 from .worker import Job
 

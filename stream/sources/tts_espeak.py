@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import LipstreamError
+from ..errors import LipstreamError
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1

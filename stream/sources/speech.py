@@ -5,9 +5,9 @@ from typing import Iterator
 
 import numpy as np
 
+from ..frames import PcmChunk, TextChunk
+from ..pipeline import Stage
 from .chunker import sentences
-from .frames import PcmChunk, TextChunk
-from .pipeline import Stage
 
 
 class TTSStage(Stage):

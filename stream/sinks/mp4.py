@@ -9,12 +9,12 @@ import time
 import av
 import numpy as np
 
-from .encode import VideoFormat
-from .errors import LipstreamError
-from .files import write_atomically
-from .frames import FrameBatch
-from .pipeline import Stage
-from .schedule import OUT_RATE, Progress
+from ..audio.schedule import OUT_RATE, Progress
+from ..errors import LipstreamError
+from ..files import write_atomically
+from ..frames import FrameBatch
+from ..pipeline import Stage
+from ..video.encode import VideoFormat
 
 
 def check_writable(path: str) -> None:

@@ -7,7 +7,7 @@ import av
 import cv2
 import numpy as np
 
-from .errors import LipstreamError
+from ..errors import LipstreamError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 MAX_AVATAR_FRAMES = 750  # 30 s at 25 fps: avatar frames stay in memory (and on the GPU)

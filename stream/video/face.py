@@ -6,7 +6,7 @@ import functools
 import cv2
 import numpy as np
 
-from .errors import LipstreamError
+from ..errors import LipstreamError
 
 PADS = (0, 10, 0, 0)  # top, bottom, left, right: Wav2Lip's default; the chin must be in the crop
 SMOOTH = 5  # frames

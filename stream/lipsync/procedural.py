@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .clock import MEL_FPS, MEL_LEAD
+from ..audio.clock import MEL_FPS, MEL_LEAD
 
 CROP = 96
 MOUTH_ROW, MOUTH_COL = 71.0, 48.0  # mouth centre in a Wav2Lip-padded 96×96 face crop

@@ -5,8 +5,8 @@ import os
 
 import torch
 
-from .device import resolve_device
-from .errors import LipstreamError
+from ..device import resolve_device
+from ..errors import LipstreamError
 from .wav2lip import Wav2Lip
 
 

@@ -13,10 +13,10 @@ import threading
 import numpy as np
 import torch
 
+from ..frames import FrameBatch, PcmChunk
+from ..pipeline import Stage
 from .clock import MEL_WINDOW, Clock
-from .frames import FrameBatch, PcmChunk
 from .mel import SAMPLE_RATE, MelStream
-from .pipeline import Stage
 from .resample import StreamResampler
 
 OUT_RATE = 48_000

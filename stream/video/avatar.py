@@ -6,9 +6,9 @@ content, the options that change them and the mask itself (the lower-face decode
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
-import io
 import time
 from dataclasses import dataclass
 
@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 import torch
 
-from . import face, media
-from .errors import LipstreamError
-from .files import write_atomically
+from ..errors import LipstreamError
+from ..files import write_atomically
+from ..sources import media
+from . import face
 
 log = logging.getLogger("lipstream")
 CROP = 96

@@ -25,14 +25,14 @@ import torch
 
 from kernels import compose
 
-from . import runtime
-from .chunker import check_text, sentences
-from .config import RenderConfig, as_config
-from .device import resolve_device
-from .errors import LipstreamError
-from .schedule import OUT_RATE, SpeechClock
-from .tts_espeak import EspeakTTS
-from .worker import MARGIN, SAFETY, Job
+from .. import runtime
+from ..audio.schedule import OUT_RATE, SpeechClock
+from ..config import RenderConfig, as_config
+from ..device import resolve_device
+from ..errors import LipstreamError
+from ..lipsync.worker import MARGIN, SAFETY, Job
+from ..sources.chunker import check_text, sentences
+from ..sources.tts_espeak import EspeakTTS
 
 log = logging.getLogger("lipstream")
 PCM_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)

@@ -1,0 +1,1 @@
+"""The one clock and the audio features on it: resampling, Wav2Lip's mel, frame scheduling."""

@@ -1,0 +1,1 @@
+"""Live sessions: endless, idle between utterances, interrupted at once."""

@@ -1,0 +1,1 @@
+"""Where frames go: the MP4 file."""
