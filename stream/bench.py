@@ -169,6 +169,10 @@ def run(args) -> int:
         from .bench_sessions import run as run_sessions
 
         return run_sessions(args, device, machine, table, _write)
+    if args.what == "serve":
+        from .bench_serve import run as run_serve
+
+        return run_serve(args, device, machine, table, _write)
     seconds = args.seconds if args.seconds is not None else 2.0
     if args.what == "kernels":
         result = {"machine": machine(device), "kernels": bench_kernels(device, args.kernel_batch, seconds)}
@@ -211,8 +215,9 @@ def _write(path: str | None, result: dict) -> None:
 
 
 def add_args(p) -> None:
-    p.add_argument("what", choices=["lipsync", "kernels", "sessions"],
-                   help="the lip-sync stage (and a whole render), the frame-path kernels, or concurrent live sessions")
+    p.add_argument("what", choices=["lipsync", "kernels", "sessions", "serve"],
+                   help="the lip-sync stage (and a whole render), the frame-path kernels, concurrent live sessions, "
+                        "or lipstream serve with WebRTC viewers")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--checkpoint", help="Wav2Lip checkpoint (default: random weights, same cost)")
     p.add_argument("--precisions", help="comma list of float32,bfloat16,float16 (default: all this device runs)")
@@ -223,7 +228,8 @@ def add_args(p) -> None:
     p.add_argument("--text-file", default=os.path.join(ROOT, "examples", "bench.txt"), help="text for the whole render")
     p.add_argument("--no-render", action="store_true", help="skip the whole-render measurement")
     p.add_argument("--kernel-batch", type=int, default=32, help="frames per kernel call (bench kernels)")
-    p.add_argument("--sessions", default="1,2,4", help="sessions: comma list of concurrent session counts (default 1,2,4)")
+    p.add_argument("--sessions", default="1,2,4", help="sessions, serve: comma list of concurrent session counts (default 1,2,4)")
+    p.add_argument("--video", default="lipstream,aiortc", help="serve: comma list of video modes to measure (default both)")
     p.add_argument("--max", action="store_true", help="sessions: also search for the largest count kept on time")
     p.add_argument("--wav2lip", action="store_true", help="sessions: Wav2Lip with random weights (default: the procedural mouth)")
     p.add_argument("--box", nargs=4, type=int, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),

@@ -1,4 +1,4 @@
-"""`lipstream` command line: render, bench, doctor."""
+"""`lipstream` command line: render, serve, bench, doctor."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,26 @@ def _render_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--text", help="what the avatar says")
     src.add_argument("--text-file", metavar="F", help="UTF-8 text file to say")
     src.add_argument("--audio", metavar="FILE", help="speech audio to lip-sync instead of TTS")
+    _settings_args(p)
+    p.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4", help="output file (default out.mp4)")
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--token", help="require Authorization: Bearer TOKEN (default: $LIPSTREAM_TOKEN, if set)")
+    p.add_argument("--ice-server", action="append", default=[], metavar="URL",
+                   help="STUN/TURN server for WebRTC (repeatable; default none)")
+    p.add_argument("--video", choices=["lipstream", "aiortc"], default="lipstream",
+                   help="lipstream: its libx264 packets go out as they are (default); aiortc: aiortc encodes raw frames")
+    p.add_argument("--ice-loopback-only", action="store_true",
+                   help="offer only 127.0.0.1 to WebRTC (tests and benchmarks: no traffic off this machine)")
+    p.add_argument("--max-sessions", type=int, help="live sessions at once (default: from the measured capacity)")
+    p.add_argument("--lead", type=float, help="seconds of frames each session keeps ready ahead (default 0.2)")
+    _settings_args(p)
+
+
+def _settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--avatar", metavar="IMAGE_OR_VIDEO", help="face image or video (default: the bundled astronaut)")
     p.add_argument("--checkpoint", metavar="PATH", help="Wav2Lip checkpoint (wav2lip.pth / wav2lip_gan.pth); "
                    "without one the procedural mouth is used")
@@ -28,7 +48,13 @@ def _render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voice", help="eSpeak voice for the embedded TTS (default en-us)")
     p.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or store the prepared avatar")
-    p.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4", help="output file (default out.mp4)")
+
+
+def _settings(args) -> dict:
+    """The settings flags (None where not given: the config file or the default decides)."""
+    return dict(avatar=args.avatar, checkpoint=args.checkpoint, box=tuple(args.box) if args.box else None,
+                fps=args.fps, device=args.device, batch_size=args.batch_size, precision=args.precision,
+                voice=args.voice, cache=False if args.no_cache else None)
 
 
 class _Bar:
@@ -68,15 +94,31 @@ def _cmd_render(args) -> int:
     progress = Progress()
     bar = _Bar(progress)
     try:
-        result = render(
-            args.output, text=args.text, text_file=args.text_file, audio=args.audio, config=args.config,
-            progress=progress, on_tick=bar.tick, avatar=args.avatar, checkpoint=args.checkpoint,
-            box=tuple(args.box) if args.box else None, fps=args.fps, device=args.device,
-            batch_size=args.batch_size, precision=args.precision, voice=args.voice, cache=False if args.no_cache else None,
-        )
+        result = render(args.output, text=args.text, text_file=args.text_file, audio=args.audio, config=args.config,
+                        progress=progress, on_tick=bar.tick, **_settings(args))
     finally:
         bar.close()
     print(result.summary())
+    return 0
+
+
+def _cmd_serve(args) -> int:
+    import os
+
+    from aiohttp import web
+
+    from .config import make_config
+    from .serve.app import Server
+    from .serve.ice import offer_loopback
+
+    cfg = make_config(args.config, max_sessions=args.max_sessions, lead=args.lead, **_settings(args))
+    token = args.token or os.environ.get("LIPSTREAM_TOKEN") or None
+    if args.ice_loopback_only or args.host in ("127.0.0.1", "localhost", "::1"):
+        offer_loopback(only=args.ice_loopback_only)  # a browser on this machine reaches a loopback server over loopback
+    server = Server(cfg, token=token, ice_servers=args.ice_server, video=args.video)
+    shown = f"http://{args.host}:{args.port}/" + ("?token=…" if token else "")
+    web.run_app(server.app(), host=args.host, port=args.port, print=lambda *_: print(f"lipstream: serving on {shown}"),
+                access_log=None)
     return 0
 
 
@@ -85,9 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
     sub = parser.add_subparsers(dest="command", required=True)
     _render_args(sub.add_parser("render", help="text or audio → lip-synced MP4"))
-    from .bench import (
-        add_args as _bench_args,  # torch-only: works where the media stack is absent
-    )
+    _serve_args(sub.add_parser("serve", help="live avatars over WebRTC: a page, an HTTP API, events, metrics"))
+    from .bench import add_args as _bench_args  # torch-only: works where the media stack is absent
 
     _bench_args(sub.add_parser("bench", help="measure the lip-sync stage and a whole render"))
     from .doctor import add_args as _doctor_args
@@ -99,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("bench", "doctor"):
             module = importlib.import_module(f".{args.command}", __package__)
             return module.run(args)
+        if args.command == "serve":
+            return _cmd_serve(args)
         return _cmd_render(args)
     except LipstreamError as e:
         print(f"lipstream: error: {e}", file=sys.stderr)

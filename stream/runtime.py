@@ -25,6 +25,7 @@ from .video.avatar import Avatar, load_avatar
 
 log = logging.getLogger("lipstream")
 KEEP_IDLE_WORKERS = 2
+KEEP_RECENT_AVATARS = 2
 CAPACITY_SHARE = 0.4  # of the worker's measured frames/s given to sessions by default: TTS, mel, compose and the consumers share the machine (2-core CPU, procedural: 636 frames/s measured, 10 sessions = 250 frames/s kept on time)
 
 _lock = threading.Lock()
@@ -32,6 +33,7 @@ _workers: dict[tuple, LipSyncWorker] = {}
 _users: dict[tuple, int] = {}
 _idle: OrderedDict[tuple, None] = OrderedDict()  # unused workers, least recently used first
 _avatars: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_recent: OrderedDict[tuple, Avatar] = OrderedDict()  # the last avatars used, held even when no session is open
 _sessions: weakref.WeakSet = weakref.WeakSet()
 _capacity: dict[tuple, float] = {}  # worker key → measured frames/s (model + compose)
 _tts_pool: ThreadPoolExecutor | None = None
@@ -76,8 +78,14 @@ def release_worker(worker: LipSyncWorker) -> None:
         w.close()
 
 
+def workers() -> list[LipSyncWorker]:
+    with _lock:
+        return list(_workers.values())
+
+
 def shared_avatar(cfg, device: torch.device) -> Avatar:
-    """One prepared avatar per file, box and device while anyone holds it."""
+    """One prepared avatar per file, box and device while anyone holds it; the last few stay for the
+    next session (a viewer who reconnects does not wait for the avatar to be read again)."""
     try:
         st = os.stat(cfg.avatar)
         key = (os.path.realpath(cfg.avatar), st.st_mtime_ns, st.st_size, cfg.box, str(device))
@@ -89,6 +97,11 @@ def shared_avatar(cfg, device: torch.device) -> Avatar:
         avatar = load_avatar(cfg.avatar, device, cfg.box, use_cache=cfg.cache)
         with _lock:
             avatar = _avatars.setdefault(key, avatar)
+    with _lock:
+        _recent[key] = avatar
+        _recent.move_to_end(key)
+        while len(_recent) > KEEP_RECENT_AVATARS:
+            _recent.popitem(last=False)
     return avatar
 
 

@@ -58,6 +58,8 @@ def drain(session, until=lambda items: False, seconds=60.0, idle=False):
         item = session.get()
         if idle or not isinstance(item, Frame) or item.speaking:
             items.append(item)
+        else:
+            time.sleep(0.001)  # a spinning consumer would starve the TTS thread of the GIL
         if isinstance(item, SegmentEnd) and until(items):
             return items
     raise AssertionError(f"no end after {seconds} s")

@@ -10,6 +10,7 @@ finishes and is thrown away by its owner.
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import threading
@@ -55,6 +56,7 @@ class LipSyncWorker:
         self._closed = False
         self.batches = 0
         self.frames = 0
+        self.batch_sizes: collections.Counter[int] = collections.Counter()  # frames per model call → calls
         self.busy = 0.0  # seconds the worker thread spent on batches (on CUDA: launching them)
 
     def describe(self) -> str:
@@ -189,6 +191,7 @@ class LipSyncWorker:
         self.busy += time.perf_counter() - start
         self.batches += 1
         self.frames += n
+        self.batch_sizes[n] += 1
 
     def _deliver(self, job: Job, mouths, error) -> None:
         try:

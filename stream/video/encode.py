@@ -27,6 +27,7 @@ class VideoFormat:
     preset: str = "veryfast"
     crf: int = 20
     tune: str | None = None
+    keyint: int | None = None  # frames between IDRs (live streams: one a second, so a viewer joins cleanly)
 
     def configure(self, ctx) -> None:
         ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, "yuv420p"
@@ -35,7 +36,10 @@ class VideoFormat:
         # BT.601 limited range is what swscale and kernels.colour produce; say so in the stream.
         ctx.colorspace, ctx.color_range = av.video.reformatter.Colorspace.ITU601, av.video.reformatter.ColorRange.MPEG
         ctx.color_primaries, ctx.color_trc = 6, 6  # SMPTE 170M
-        options = {"preset": self.preset, "crf": str(self.crf)}
+        if self.keyint:
+            ctx.gop_size = self.keyint
+        # forced-idr: a frame forced to I (a viewer's keyframe request) is an IDR, with SPS/PPS before it.
+        options = {"preset": self.preset, "crf": str(self.crf), "forced-idr": "1"}
         if self.tune:
             options["tune"] = self.tune
         ctx.options = options
@@ -55,10 +59,12 @@ class X264Encoder:
         except av.FFmpegError as e:
             raise LipstreamError(f"libx264 refused the settings {fmt}: {e}") from None
 
-    def encode(self, image, pts: int, fmt: str = "bgr24") -> list[av.Packet]:
-        """`image`: H×W×3 BGR (`bgr24`) or (H·3/2)×W I420 (`yuv420p`), host memory."""
+    def encode(self, image, pts: int, fmt: str = "bgr24", keyframe: bool = False) -> list[av.Packet]:
+        """`image`: H×W×3 BGR (`bgr24`) or (H·3/2)×W I420 (`yuv420p`), host memory; `keyframe`: an IDR now."""
         frame = av.VideoFrame.from_ndarray(image, format=fmt)
         frame.pts = pts
+        if keyframe:
+            frame.pict_type = av.video.frame.PictureType.I
         return list(self.ctx.encode(frame))
 
     def flush(self) -> list[av.Packet]:

@@ -1,0 +1,219 @@
+"""`lipstream serve` on loopback, driven by real aiortc peers and plain HTTP."""
+import asyncio
+import contextlib
+import io
+import json
+import threading
+import time
+import wave
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+
+from stream import runtime
+from stream.config import make_config
+from stream.serve.app import MAX_TEXT, Server
+from stream.serve.client import PeerClient
+from stream.serve.ice import offer_loopback
+
+BOX = (67, 170, 177, 270)
+MOUTH = (130, 150, 205, 245)  # between the bundled avatar's lips
+LONG = "Hello there, this is a test of the live server. It keeps on talking for a good while, so it can be stopped."
+
+offer_loopback(only=True)  # WebRTC never leaves this machine
+
+
+@contextlib.asynccontextmanager
+async def serving(video="lipstream", token=None, **settings):
+    server = Server(make_config(box=BOX, **settings), token=token, video=video)
+    runner = web.AppRunner(server.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield server, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def events_of(base, session, into, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession(headers=headers) as http, http.get(f"{base}/sessions/{session}/events") as r:
+        name = None
+        async for line in r.content:
+            line = line.decode().strip()
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                into.append((time.time(), name, json.loads(line[6:])))
+
+
+async def until(predicate, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("video", ["lipstream", "aiortc"])
+def test_a_viewer_sees_and_hears_speech_in_sync_and_an_interrupt_silences_it(video):
+    async def main():
+        async with serving(video) as (server, base):
+            c = PeerClient(base, mouth=MOUTH)
+            await c.connect()
+            events = []
+            listener = asyncio.ensure_future(events_of(base, c.session, events))
+            await until(lambda: len(c.video) > 5 and c._sr.keys() == {"audio", "video"})
+            t0 = time.time()
+            said = time.time()
+            segment = await c.say(LONG)
+            await asyncio.sleep(3.0)
+            stopped = time.time()
+            await c.interrupt()
+            await asyncio.sleep(0.8)
+            t1 = time.time()
+            listener.cancel()
+            await c.close()
+            return c, events, segment, (t0, said, stopped, t1)
+
+    c, events, segment, (t0, said, stopped, t1) = asyncio.run(main())
+    got = [a for a, _, _ in c.video if t0 <= a < t1]
+    assert len(got) >= 0.95 * (t1 - t0) * 25, f"{len(got)} frames in {t1 - t0:.2f} s"
+    assert len([a for a, _, _ in c.audio if t0 <= a < t1]) >= 0.95 * (t1 - t0) * 50  # 20 ms packets
+    assert c.first_audio(said, loud=True) - said < 1.0  # speech started
+    assert abs(c.av_offset_frames(said, stopped, 25)) <= 1, "mouth and sound apart at the viewer"
+    silent = c.first_audio(stopped, loud=False)
+    assert silent - stopped < 0.1 + 0.02, f"audio went silent {1000 * (silent - stopped):.0f} ms after the interrupt"
+    assert not any(rms > 0.01 for a, p, rms in c.audio if c.sent_at("audio", p) > silent + 0.1)
+    names = [(n, d) for _, n, d in events]
+    assert ("speaking", {"segment": segment}) in names
+    ends = [d for n, d in names if n == "segment_end"]
+    assert ends and ends[0]["segment"] == segment and ends[0]["interrupted"] and 0 < ends[0]["playback_position"] < 3.2
+
+
+def test_speech_posted_as_pcm_or_wav_is_spoken_as_it_arrives(speech_22k):
+    pcm = (speech_22k[:22050] * 32767).astype("<i2").tobytes()
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(np.repeat(np.frombuffer(pcm, "<i2"), 2).tobytes())
+
+    async def chunks(data):
+        for i in range(0, len(data), 3001):  # odd sizes: samples split across chunks
+            yield data[i : i + 3001]
+            await asyncio.sleep(0.01)
+
+    async def main():
+        async with serving() as (server, base):
+            c = PeerClient(base)
+            await c.connect()
+            events = []
+            listener = asyncio.ensure_future(events_of(base, c.session, events))
+            async with aiohttp.ClientSession() as http:
+                for url, body in ((f"{base}/sessions/{c.session}/audio?rate=22050", pcm),
+                                  (f"{base}/sessions/{c.session}/audio", buf.getvalue())):
+                    async with http.post(url, data=chunks(body)) as r:
+                        assert r.status == 202, await r.text()
+                await until(lambda: sum(n == "segment_end" for _, n, _ in events) == 2)
+            listener.cancel()
+            await c.close()
+            return [d for _, n, d in events if n == "segment_end"]
+
+    ends = asyncio.run(main())
+    assert [e["interrupted"] for e in ends] == [False, False]
+    assert all(abs(e["playback_position"] - 1.0) < 0.001 for e in ends)
+
+
+def test_bad_requests_get_their_status_and_a_json_error():
+    async def main():
+        async with serving(token="s3cret", max_sessions=1) as (server, base):
+            auth = {"Authorization": "Bearer s3cret"}
+            async with aiohttp.ClientSession() as http:
+                async def call(method, path, status, headers=auth, **kw):
+                    async with http.request(method, base + path, headers=headers, **kw) as r:
+                        body = await r.json()
+                        assert r.status == status and isinstance(body.get("error", ""), str), (path, r.status, body)
+                        return body
+
+                assert (await call("GET", "/healthz", 200, headers={}))["status"] == "ok"
+                await call("GET", "/", 401, headers={})
+                await call("POST", "/offer", 401, headers={"Authorization": "Bearer wrong"}, json={})
+                await call("POST", "/offer", 400, data=b"{not json")
+                await call("POST", "/offer", 400, json=["a list"])
+                await call("POST", "/offer", 400, json={"sdp": "v=0", "type": "answer"})
+                bad = await call("POST", "/offer", 400, json={"sdp": "v=0\r\nm=video 9\r\nm=audio 9\r\n", "type": "offer"})
+                assert bad["error"].startswith("cannot use this offer")
+                await call("POST", "/offer", 413, data=b"x" * (300 * 1024))
+                for method, path in (("POST", "/sessions/nope/say"), ("POST", "/sessions/nope/interrupt"),
+                                     ("DELETE", "/sessions/nope"), ("GET", "/sessions/nope/events"),
+                                     ("POST", "/sessions/nope/audio?rate=16000")):
+                    assert (await call(method, path, 404, json={}))["error"] == "no such session"
+                c = PeerClient(base, token="s3cret")
+                await c.connect()
+                sid = c.session
+                assert len(sid) >= 20  # unguessable
+                await call("POST", f"/sessions/{sid}/say", 413, json={"text": "a" * (MAX_TEXT + 1)})
+                await call("POST", f"/sessions/{sid}/say", 400, json={"text": "   "})
+                await call("POST", f"/sessions/{sid}/say", 400, json={"words": "hi"})
+                await call("POST", f"/sessions/{sid}/audio", 400, data=b"\x00\x01" * 100)  # raw PCM without a rate
+                other = PeerClient(base, token="s3cret")
+                with pytest.raises(RuntimeError, match=r"/offer: 503 .*session limit reached"):
+                    await other.connect()
+                await other.close()
+                async with http.get(f"{base}/metrics", headers=auth) as r:
+                    text = await r.text()
+                    assert r.status == 200 and "lipstream_sessions 1.0" in text
+                    assert "lipstream_lipsync_batch_frames_bucket" in text and "lipstream_say_to_first_frame_seconds" in text
+                await c.close()
+                assert (await call("GET", "/healthz", 200, headers={}))["sessions"] == 0
+
+    asyncio.run(main())
+
+
+def test_a_keyframe_request_gets_an_idr_at_once():
+    async def main():
+        async with serving() as (server, base):
+            c = PeerClient(base)
+            await c.connect()
+            await until(lambda: len(c.video) > 30)  # past the first IDR, before the next periodic one
+            viewer = next(iter(server.viewers.values()))
+            sent = []
+            original = viewer.media.video.put
+            viewer.media.video.put = lambda packet: (sent.append(packet.is_keyframe), original(packet))
+            sender = next(t.sender for t in viewer.pc.getTransceivers() if t.kind == "video")
+            await asyncio.sleep(0.2)
+            before = len(sent)
+            sender._send_keyframe()  # what aiortc calls on a viewer's PLI or FIR
+            await asyncio.sleep(0.1)
+            await c.close()
+            return sent, before
+
+    sent, before = asyncio.run(main())
+    assert not any(sent[:before]) and sent[before]
+
+
+def test_connect_speak_disconnect_cycles_leave_nothing_behind():
+    async def main():
+        async with serving() as (server, base):
+            async def cycle():
+                c = PeerClient(base)
+                await c.connect()
+                await until(lambda: len(c.video) > 0)
+                await c.say("Hi.")
+                await c.close()
+
+            await cycle()
+            threads = threading.active_count()
+            for _ in range(50):
+                await cycle()
+            await until(lambda: not server.viewers and runtime.open_sessions() == 0)
+            await asyncio.sleep(0.5)
+            return threads, threading.active_count()
+
+    before, after = asyncio.run(main())
+    assert after <= before + 2  # the default executor may have grown a thread or two
