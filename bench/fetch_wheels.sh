@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # On the CPU machine, before borrowing a GPU: fetch the wheels the GPU image lacks (it has Python
 # 3.12 with torch 2.11+cu130, torchaudio, triton, numpy, OpenCV, PyYAML, pytest and nvidia-ml-py,
-# and no internet: only PyAV and eSpeak NG are missing) into bench/wheels/ (ignored by git, about
-# 46 MB). Then: run(command="bench/gpu.sh", carry=["bench/wheels"]).
+# and no internet: PyAV, eSpeak NG and the serve stack (aiortc, aiohttp) are missing) into
+# bench/wheels/ (ignored by git). Then: run(command="bench/gpu.sh", carry=["bench/wheels"]).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf bench/wheels
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-  -d bench/wheels "av==18.*" "espeakng-loader==0.2.*"
+  -d bench/wheels "av==18.*" "espeakng-loader==0.2.*" \
+  `# lipstream serve and bench serve: aiortc, aiohttp and what they need` \
+  "aiortc==1.16.*" "aioice==0.13.*" "pyee==13.*" "pylibsrtp==1.*" "cryptography==50.*" "pyopenssl==26.*" \
+  "google-crc32c==1.*" "dnspython==2.*" "ifaddr==0.2.*" "cffi==2.*" "pycparser" "typing-extensions" \
+  "aiohttp==3.14.*" "aiohappyeyeballs==2.*" "aiosignal==1.*" "attrs" "frozenlist==1.*" "multidict==7.*" \
+  "propcache==0.5.*" "yarl==1.*" "idna" "prometheus-client==0.26.*"
 du -sh bench/wheels

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Every CUDA-only check and benchmark, in one command, on a GPU machine:
 #   the CUDA-marked tests (compiled Triton kernels against their references, CUDA graphs),
-#   a whole render on CUDA, `lipstream bench kernels`, `lipstream bench lipsync` and
-#   `lipstream bench sessions` (N concurrent live sessions on the shared worker).
+#   a whole render on CUDA, `lipstream bench kernels`, `lipstream bench lipsync`,
+#   `lipstream bench sessions` (N concurrent live sessions on the shared worker) and
+#   `lipstream bench serve` (WebRTC viewers of `lipstream serve` on loopback).
 # Results go to bench/results/<date>-<gpu>/ and, on the device tool's machine, also to
 # $OUT/gpu-results.tgz (only $OUT comes back). bench/wheels (bench/fetch_wheels.sh) holds what the
-# GPU image lacks. DEVICE=cpu SECONDS_EACH=0.3 runs the same steps on a CPU, to check the script.
+# GPU image lacks. DEVICE=cpu SECONDS_EACH=0.3 SESSIONS=1 SERVE_SESSIONS=1 SESSION_SECONDS=3 runs the
+# same steps on a CPU, to check the script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 device=${DEVICE:-cuda}
@@ -60,6 +62,10 @@ python -m stream.cli -q bench lipsync --device "$device" --seconds "$secs" --eng
 echo "== bench sessions (live sessions on the shared worker, random-weight Wav2Lip bf16)" | tee "$out/sessions.txt"
 python -m stream.cli -q bench sessions --device "$device" --wav2lip --box 67 170 177 270 --batch-size 128 \
   --sessions "${SESSIONS:-16,64,200}" --seconds "${SESSION_SECONDS:-8}" --json "$out/sessions.json" 2>&1 | tee -a "$out/sessions.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+echo "== bench serve (WebRTC viewers on loopback, random-weight Wav2Lip bf16)" | tee "$out/serve.txt"
+python -m stream.cli -q bench serve --device "$device" --wav2lip --video lipstream \
+  --sessions "${SERVE_SESSIONS:-4,16}" --seconds "${SESSION_SECONDS:-8}" --json "$out/serve.json" 2>&1 | tee -a "$out/serve.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 echo "results in $out (status $status)"
 if [ -n "${OUT:-}" ]; then
