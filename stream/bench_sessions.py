@@ -125,7 +125,7 @@ class _Viewer:
 
 
 def measure(n: int, seconds: float, settings: dict, texts: list[str], seed: int, follows_sound: bool) -> dict:
-    from .bench import GpuSampler
+    from .bench_lipsync import GpuSampler
 
     rng = random.Random(seed + n)
     sessions = [Session(max_sessions=max(n, settings.get("max_sessions") or 1), **settings) for _ in range(n)]

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 import time
 
 from .errors import LipstreamError
@@ -45,7 +47,8 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="frames per lip-sync batch (default 16)")
     p.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"],
                    help="Wav2Lip precision (default auto: bf16 on CUDA and on CPUs with native bf16)")
-    p.add_argument("--voice", help="eSpeak voice for the embedded TTS (default en-us)")
+    p.add_argument("--voice", help="eSpeak voice: a language (en-us, de, cmn…), a name, or auto to choose by "
+                   "the text's script (default en-us; `lipstream voices` lists them)")
     p.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or store the prepared avatar")
 
@@ -88,17 +91,38 @@ class _Bar:
 
 
 def _cmd_render(args) -> int:
+    from .config import make_config
+    from .files import check_writable
+    from .sources.chunker import read_text
+
+    # Every setting, the output and the text are checked before torch and the media stack load.
+    cfg = make_config(args.config, **_settings(args))
+    check_writable(args.output)
+    text = read_text(args.text, args.text_file) if args.audio is None else None
+
     from .audio.schedule import Progress
     from .render_file import render
 
     progress = Progress()
     bar = _Bar(progress)
     try:
-        result = render(args.output, text=args.text, text_file=args.text_file, audio=args.audio, config=args.config,
-                        progress=progress, on_tick=bar.tick, **_settings(args))
+        result = render(args.output, text=text, audio=args.audio, config=cfg, progress=progress, on_tick=bar.tick)
     finally:
         bar.close()
     print(result.summary())
+    return 0
+
+
+def _cmd_voices(args) -> int:
+    from .sources.tts_espeak import voices
+
+    want = (args.language or "").lower()
+    rows = [v for v in voices() if not want or any(lang == want or lang.startswith(want + "-") for lang in v.languages)]
+    if not rows:
+        raise LipstreamError(f"no eSpeak voice speaks {args.language!r}")
+    width = max(len(", ".join(v.languages)) for v in rows)
+    for v in rows:
+        print(f"{', '.join(v.languages):<{width}}  {v.name}  ({v.identifier})")
     return 0
 
 
@@ -122,19 +146,35 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, taking Ctrl-C's way out: every stage stopped and joined, nothing half-written."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lipstream", description="Real-time lip-synced talking avatars.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
     sub = parser.add_subparsers(dest="command", required=True)
-    _render_args(sub.add_parser("render", help="text or audio → lip-synced MP4"))
-    _serve_args(sub.add_parser("serve", help="live avatars over WebRTC: a page, an HTTP API, events, metrics"))
-    from .bench import add_args as _bench_args  # torch-only: works where the media stack is absent
+    quiet = argparse.ArgumentParser(add_help=False)  # -q after the command too: `lipstream render -q …`
+    quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors and the summary")
+    _render_args(sub.add_parser("render", parents=[quiet], help="text or audio → lip-synced MP4"))
+    _serve_args(sub.add_parser("serve", parents=[quiet], help="live avatars over WebRTC: a page, an HTTP API, events, metrics"))
+    voices = sub.add_parser("voices", parents=[quiet], help="the embedded eSpeak NG voices and their languages")
+    voices.add_argument("language", nargs="?", help="only voices of this language (en, de, cmn…)")
+    from .bench import (
+        add_args as _bench_args,  # torch-only: works where the media stack is absent
+    )
 
-    _bench_args(sub.add_parser("bench", help="measure the lip-sync stage and a whole render"))
+    _bench_args(sub.add_parser("bench", parents=[quiet], help="measure the lip-sync stage and a whole render"))
     from .doctor import add_args as _doctor_args
 
-    _doctor_args(sub.add_parser("doctor", help="what this machine offers, and where each stage runs"))
+    _doctor_args(sub.add_parser("doctor", parents=[quiet], help="what this machine offers, and where each stage runs"))
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="lipstream: %(message)s")
     try:
         if args.command in ("bench", "doctor"):
@@ -142,14 +182,30 @@ def main(argv: list[str] | None = None) -> int:
             return module.run(args)
         if args.command == "serve":
             return _cmd_serve(args)
+        if args.command == "voices":
+            return _cmd_voices(args)
         return _cmd_render(args)
     except LipstreamError as e:
         print(f"lipstream: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("lipstream: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print("lipstream: terminated" if isinstance(e, _Terminated) else "lipstream: interrupted", file=sys.stderr)
+        return 143 if isinstance(e, _Terminated) else 130
+
+
+def console() -> int:
+    """The `lipstream` command: `main`, then a quiet exit. Once the command is over (finished, failed
+    or stopped), a further Ctrl-C or SIGTERM is ignored while the shared lip-sync workers stop: one
+    arriving as the interpreter shuts down would leave a worker inside torch and abort the process."""
+    try:
+        return main()
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if "stream.runtime" in sys.modules:
+            sys.modules["stream.runtime"].shutdown()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import yaml
 
 from .errors import LipstreamError
-from .lipsync.inference import PRECISIONS
 
 DEFAULT_AVATAR = os.path.join(os.path.dirname(__file__), "assets", "astronaut.png")
+PRECISIONS = ("float32", "bfloat16", "float16")  # Wav2Lip's reduced-precision choices, besides auto
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
 
@@ -64,6 +64,10 @@ class RenderConfig:
                     or not all(isinstance(v, int) and not isinstance(v, bool) for v in self.box)):
                 raise LipstreamError(f"box must be four whole numbers: top bottom left right, not {self.box!r}")
             self.box = tuple(self.box)
+            t, b, l, r = self.box
+            if not (t < b and l < r):
+                raise LipstreamError(f"--box {t} {b} {l} {r}: the box is TOP BOTTOM LEFT RIGHT, so top must be "
+                                     f"less than bottom and left less than right")
 
 
 _FIELDS = {f.name for f in dataclasses.fields(RenderConfig)}
@@ -88,7 +92,7 @@ def make_config(file: str | None = None, **overrides) -> RenderConfig:
         values.update(loaded)
     unknown = sorted(set(overrides) - _FIELDS)
     if unknown:
-        raise TypeError(f"unknown setting {unknown[0]!r}")
+        raise LipstreamError(f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(_FIELDS))})")
     values.update({k: v for k, v in overrides.items() if v is not None})
     return RenderConfig(**values)
 

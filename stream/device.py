@@ -1,16 +1,19 @@
 """Choose the one device, once; nothing below it falls back silently."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import LipstreamError
+from .files import cache_root
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if isinstance(name, torch.device):
         name = str(name)
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise LipstreamError(f"device {name!r} requested but no CUDA GPU is available (use --device cpu or auto)")
@@ -21,6 +24,8 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         index = device.index if device.index is not None else torch.cuda.current_device()
         if index >= torch.cuda.device_count():
             raise LipstreamError(f"{name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        # Compiled Triton kernels are kept with lipstream's cache, so the next process starts warm.
+        os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(cache_root(), "triton"))
         return torch.device("cuda", index)
     if name == "cpu":
         return torch.device("cpu")

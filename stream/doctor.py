@@ -1,39 +1,50 @@
 """`lipstream doctor`: what this machine offers each stage, then a short render that shows where
-every stage actually ran."""
+every stage actually ran. Package versions come from their metadata, so they print at once; the
+device facts need torch, and follow."""
 from __future__ import annotations
 
-import importlib
 import os
 import platform
+import sys
 import tempfile
+from importlib import metadata
 
-import torch
+PACKAGES = (("torch", "torch"), ("triton", "triton"), ("pyav", "av"), ("opencv", "opencv-python-headless"),
+            ("espeak-ng", "espeakng-loader"), ("aiortc", "aiortc"), ("nvenc (PyNvVideoCodec)", "PyNvVideoCodec"),
+            ("nvml", "nvidia-ml-py"), ("coqui-tts", "coqui-tts"))
 
-from .lipsync.inference import cpu_has_bf16
 
-
-def _version(module: str) -> str:
+def _installed(distribution: str) -> str:
     try:
-        return getattr(importlib.import_module(module), "__version__", "present")
-    except Exception as e:  # noqa: BLE001 - a missing or broken optional package is a finding, not a crash
-        return f"missing ({type(e).__name__})"
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def facts() -> list[tuple[str, str]]:
-    rows = [("python", platform.python_version()), ("torch", torch.__version__),
-            ("cpu bf16", "native" if cpu_has_bf16() else "no (float32 on the CPU)"),
+    return [("python", platform.python_version())] + [(label, _installed(d)) for label, d in PACKAGES]
+
+
+def device_facts() -> list[tuple[str, str]]:
+    import torch
+
+    from .lipsync.inference import cpu_has_bf16
+
+    return [("cpu bf16", "native" if cpu_has_bf16() else "no (float32 on the CPU)"),
             ("cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible")]
-    for label, module in (("triton", "triton"), ("pyav", "av"), ("opencv", "cv2"), ("espeak-ng", "espeakng_loader"),
-                          ("nvenc (PyNvVideoCodec)", "PyNvVideoCodec"), ("nvml", "pynvml"), ("coqui-tts", "TTS")):
-        rows.append((label, _version(module)))
-    return rows
+
+
+def _show(rows) -> None:
+    for name, value in rows:
+        print(f"{name:>24}: {value}")
+    sys.stdout.flush()
 
 
 def run(args) -> int:
+    _show(facts())
+    _show(device_facts())
     from .render_file import render
 
-    for name, value in facts():
-        print(f"{name:>24}: {value}")
     with tempfile.TemporaryDirectory() as tmp:
         result = render(os.path.join(tmp, "doctor.mp4"), text="Testing, one, two.", device=args.device,
                         checkpoint=args.checkpoint, cache=False)

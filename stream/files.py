@@ -7,6 +7,12 @@ import tempfile
 from .errors import LipstreamError
 
 
+def cache_root() -> str:
+    """lipstream's cache: $LIPSTREAM_CACHE, else $XDG_CACHE_HOME/lipstream or ~/.cache/lipstream."""
+    return os.environ.get("LIPSTREAM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lipstream")
+
+
 def _umask() -> int:
     # Read, not set-and-restore: os.umask is process-wide and other threads may be creating files.
     try:
@@ -21,20 +27,56 @@ def _umask() -> int:
     return mask
 
 
-def write_atomically(path: str, data: bytes) -> None:
-    """Write to a temporary name beside `path`, then rename: readers never see half a file."""
+def temporary_beside(path: str) -> str:
+    """A new empty file next to `path` (same folder, so the final rename is atomic), with the mode
+    a plain create would give; `commit` renames it over `path`, `discard` removes it."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".part")
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make the file private to its owner
+        os.close(fd)
     except OSError as e:
         raise LipstreamError(f"cannot write {path}: {e.strerror}") from None
+    return tmp
+
+
+def commit(tmp: str, path: str) -> None:
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make the file private to its owner
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
         os.replace(tmp, path)
-    except BaseException as e:
+    except OSError as e:
+        discard(tmp)
+        raise LipstreamError(f"cannot write {path}: {e.strerror}") from None
+
+
+def discard(tmp: str) -> None:
+    try:
         os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write to a temporary name beside `path`, then rename: readers never see half a file."""
+    tmp = temporary_beside(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    except BaseException as e:
+        discard(tmp)
         if isinstance(e, OSError):
             raise LipstreamError(f"cannot write {path}: {e.strerror}") from None
         raise
+    commit(tmp, path)
+
+
+def check_writable(path: str) -> None:
+    """Fail before any work if `path` cannot be created."""
+    if os.path.isdir(path):
+        raise LipstreamError(f"output {path} is a directory")
+    if not path.lower().endswith((".mp4", ".m4v", ".mov")):
+        raise LipstreamError(f"output {path} must end in .mp4")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise LipstreamError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise LipstreamError(f"cannot write {path}: permission denied")

@@ -6,7 +6,9 @@ raised from `Pipeline.run`.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
+import signal
 import threading
 import time
 from typing import Any, Callable, Iterable
@@ -33,6 +35,9 @@ class Stage:
 
     def warmup(self) -> None:
         """One-off work (kernel compilation, graph capture) done before the first item, off the clock."""
+
+    def close(self) -> None:
+        """After the run, finished or not: release what the stage holds (a sink removes a partial file)."""
 
 
 class _Stopped(Exception):
@@ -99,13 +104,6 @@ class Pipeline:
             stage.busy += time.perf_counter() - start  # includes time blocked in emit: an upper bound
 
     def run(self, source: Iterable[Any], poll: Callable[[], None] | None = None) -> None:
-        for stage in self.stages:
-            stage.warmup()
-        threads = [threading.Thread(target=self._run_stage, args=(i,), name=s.name, daemon=True)
-                   for i, s in enumerate(self.stages)]
-        for t in threads:
-            t.start()
-
         def feed():
             try:
                 for item in source:
@@ -116,19 +114,76 @@ class Pipeline:
             except BaseException as e:  # noqa: BLE001
                 self._fail(e)
 
-        feeder = threading.Thread(target=feed, name="source", daemon=True)
-        feeder.start()
-        try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.1)
+        threads = [_thread(self._run_stage, s.name, i) for i, s in enumerate(self.stages)]
+        threads.append(_thread(feed, "source"))
+        started: list[threading.Event] = []
+        try:  # a Ctrl-C at any moment still stops and waits for every thread that was started
+            for stage in self.stages:
+                stage.warmup()
+            with _signals_deferred():  # an interrupt inside Thread.start would lose track of that thread
+                for thread, done in threads:
+                    thread.start()
+                    started.append(done)
+            for done in started:
+                while not done.wait(timeout=0.1):
                     if poll is not None:
                         poll()
         finally:
             self._stop.set()
-            # Stopped stages notice within one queue timeout; one inside a long call (a model
-            # batch, a TTS sentence) gets a few seconds before the process is left to end it.
-            for t in [feeder, *threads]:
-                t.join(timeout=5)
+            try:
+                _wait(started)
+            finally:  # every stage releases what it holds, whatever a second Ctrl-C interrupted
+                with _signals_deferred():
+                    for stage in self.stages:
+                        stage.close()
         if self._error is not None:
             raise self._error
+
+
+def _thread(target, name: str, *args) -> tuple[threading.Thread, threading.Event]:
+    """A daemon thread and an event set when its work is over. Waiting on the event, not on
+    Thread.join: a join cut short by Ctrl-C can mark a thread that is still running as stopped
+    (CPython's clean-up for bpo-45274 races with the thread), and it would then be left running."""
+    done = threading.Event()
+
+    def run():
+        try:
+            target(*args)
+        finally:
+            done.set()
+
+    return threading.Thread(target=run, name=name, daemon=True), done
+
+
+def _wait(events: list[threading.Event], seconds: float = 60.0) -> None:
+    """Until every started thread's work is over (each notices the stop within a queue timeout, or
+    after the model batch or TTS sentence it is in). A thread left running into interpreter exit
+    aborts the process inside torch's native code, so a second Ctrl-C does not cut this short."""
+    deadline, interrupted = time.monotonic() + seconds, None
+    for done in events:
+        while True:
+            try:
+                if done.wait(timeout=0.1) or time.monotonic() > deadline:
+                    break
+            except KeyboardInterrupt as e:  # SIGTERM's subclass too: raised again, as it came
+                interrupted = interrupted or e
+    if interrupted is not None:
+        raise interrupted
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGINT and SIGTERM that arrive inside the block take effect when it ends (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, frame: caught.append(number))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # now handled as it would have been

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -10,10 +11,11 @@ from .audio.schedule import FrameScheduler, Progress
 from .config import RenderConfig, as_config
 from .device import resolve_device
 from .errors import LipstreamError
+from .files import check_writable
 from .lipsync.backends import LipSyncStage
 from .pipeline import Pipeline
-from .sinks.mp4 import Mp4Sink, check_writable
-from .sources.chunker import check_text
+from .sinks.mp4 import Mp4Sink
+from .sources.chunker import read_text
 from .sources.media import read_audio
 from .sources.speech import TTSStage, audio_source, text_source
 from .sources.tts_espeak import EspeakTTS
@@ -32,6 +34,7 @@ class RenderResult:
     stages: list[str]
     busy: dict[str, float]  # seconds each stage spent working (an upper bound: includes blocked emits)
     first_frame_seconds: float | None = None  # from the call to the first muxed frame, set-up included
+    process_seconds: float | None = None  # from the start of the process (imports included) to the end
 
     @property
     def realtime_factor(self) -> float:
@@ -40,20 +43,21 @@ class RenderResult:
 
     def summary(self) -> str:
         first = f", first frame at {self.first_frame_seconds:.2f} s" if self.first_frame_seconds is not None else ""
+        since = f", {self.process_seconds:.2f} s since the process started" if self.process_seconds is not None else ""
         return (f"{self.output}: {self.frames} frames, {self.speech_seconds:.2f} s of speech in "
-                f"{self.wall_seconds:.2f} s ({self.realtime_factor:.2f}× real time{first}) | " + " · ".join(self.stages))
+                f"{self.wall_seconds:.2f} s ({self.realtime_factor:.2f}× real time{first}{since}) | "
+                + " · ".join(self.stages))
 
 
-def _read_text(text: str | None, text_file: str | None) -> str:
-    if text_file is not None:
-        try:
-            with open(text_file, encoding="utf-8-sig") as f:  # a BOM is not speech
-                text = f.read()
-        except OSError as e:
-            raise LipstreamError(f"cannot read text file {text_file}: {e.strerror}") from None
-        except UnicodeDecodeError:
-            raise LipstreamError(f"text file {text_file} is not UTF-8 text") from None
-    return check_text(text)
+def process_age() -> float | None:
+    """Seconds since this process started (Linux), so start-up is not left out of what a user waited."""
+    try:
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks
+        with open("/proc/uptime") as f:
+            return float(f.read().split()[0]) - started / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def render(output: str, *, text: str | None = None, text_file: str | None = None, audio: str | None = None,
@@ -70,8 +74,9 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         samples, rate = read_audio(audio)
         source, speech = audio_source(samples, rate), None
     else:
-        source = text_source(_read_text(text, text_file))
-        speech = TTSStage(EspeakTTS(cfg.voice, cfg.words_per_minute))
+        words, tts = read_text(text, text_file), EspeakTTS(cfg.voice, cfg.words_per_minute)
+        tts.check(words)
+        source, speech = text_source(words), TTSStage(tts)
     avatar = runtime.shared_avatar(cfg, device)
     worker = runtime.acquire_worker(cfg, device)  # the process's one lip-sync path, shared with live sessions
     try:
@@ -101,5 +106,6 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         stages=[s.describe() for s in stages],
         busy={s.name: round(s.busy, 3) for s in stages},
         first_frame_seconds=progress.first_frame_at - started if progress.first_frame_at else None,
+        process_seconds=process_age(),
     )
 

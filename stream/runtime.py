@@ -175,10 +175,14 @@ class SessionLimitError(LipstreamError):
 
 
 @atexit.register
-def _shutdown() -> None:
-    # Worker threads are stopped before the interpreter tears down torch under them.
+def shutdown() -> None:
+    """Stop every worker thread (before the interpreter tears torch down under them); a later
+    user loads its model again."""
     with _lock:
         workers = list(_workers.values())
         _workers.clear()
+        _users.clear()
+        _idle.clear()
+        _capacity.clear()
     for w in workers:
         w.close()

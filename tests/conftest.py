@@ -37,3 +37,55 @@ def wav2lip_checkpoint(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("ckpt") / "wav2lip_random.pth"
     save_random_wav2lip(str(path))
     return str(path)
+
+
+class _Collect:
+    name = "collect"
+    device = "cpu"
+    busy = 0.0
+
+    def __init__(self):
+        self.frames, self.audio = [], []
+
+    def warmup(self):
+        pass
+
+    def close(self):
+        pass
+
+    def process(self, item, emit):
+        self.frames.extend(item.frames)
+        self.audio.append(item.audio)
+
+    def finish(self, emit):
+        pass
+
+
+def render_frames(pcm, rate, box=(67, 170, 177, 270), **settings):
+    """What `render` composes for this audio, before the encoder: its own stages, on the shared worker."""
+    from stream import runtime
+    from stream.audio.schedule import FrameScheduler, Progress
+    from stream.config import make_config
+    from stream.lipsync.backends import LipSyncStage
+    from stream.pipeline import Pipeline
+    from stream.sources.speech import audio_source
+    from stream.video.compose import ComposeStage
+
+    cfg = make_config(box=box, **settings)
+    device = torch.device("cpu")
+    avatar, worker = runtime.shared_avatar(cfg, device), runtime.acquire_worker(cfg, device)
+    try:
+        sink = _Collect()
+        Pipeline([FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, Progress()), LipSyncStage(worker, avatar),
+                  ComposeStage(avatar, worker.dtype), sink]).run(audio_source(pcm, rate))
+    finally:
+        runtime.release_worker(worker)
+    return sink.frames, np.concatenate(sink.audio), avatar
+
+
+@pytest.fixture(scope="session")
+def responsive_checkpoint(tmp_path_factory) -> str:
+    """Random weights whose mouth follows the mel window (BatchNorm statistics measured, not random)."""
+    path = tmp_path_factory.mktemp("ckpt") / "wav2lip_responsive.pth"
+    save_random_wav2lip(str(path), responsive=True)
+    return str(path)

@@ -62,3 +62,15 @@ def test_damaged_cache_entry_is_recomputed(tmp_path, monkeypatch):
     entry.write_bytes(entry.read_bytes()[:200])
     again = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"))
     assert torch.equal(again.boxes, first.boxes)
+
+
+def test_the_cache_key_covers_the_box(tmp_path, monkeypatch):
+    """A --box run must not reuse the boxes of a detected run, nor of another box."""
+    monkeypatch.setenv("LIPSTREAM_CACHE", str(tmp_path))
+    detected = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"))
+    given = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"), box=(60, 180, 170, 280))
+    other = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"), box=(50, 200, 150, 300))
+    assert given.boxes[0].tolist() == [60, 180, 170, 280] and other.boxes[0].tolist() == [50, 200, 150, 300]
+    assert detected.boxes[0].tolist() not in ([60, 180, 170, 280], [50, 200, 150, 300])
+    assert not torch.equal(given.crops, detected.crops)
+    assert len(list((tmp_path / "avatars").glob("*.npz"))) == 3

@@ -15,7 +15,7 @@ def _run(capsys, tmp_path, *args, out_name="out.mp4"):
     code = main(["render", *args, "-o", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     errors = [line for line in err if "error" in line]
-    assert code != 0
+    assert code == 2  # README: bad input exits with status 2
     assert len(errors) == 1, err
     assert "Traceback" not in "\n".join(err)
     assert (not out.exists() or out.is_dir()) and not [p for p in tmp_path.iterdir() if p.name.startswith(".out.mp4")]
@@ -103,3 +103,10 @@ def test_not_utf8_text(capsys, tmp_path):
     f = tmp_path / "t.txt"
     f.write_bytes(b"\xff\xfe\x00h\x00i\xff")
     assert "not UTF-8" in _run(capsys, tmp_path, "--text-file", str(f))
+
+
+def test_a_misspelt_setting_in_the_python_api_is_one_clear_error(tmp_path):
+    from stream import LipstreamError, render
+
+    with pytest.raises(LipstreamError, match=r"^unknown setting 'fsp' \(known: avatar, batch_size, box"):
+        render(str(tmp_path / "o.mp4"), text="Hi.", fsp=25)

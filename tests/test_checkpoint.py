@@ -54,3 +54,24 @@ def test_pre_zip_format_loads(tmp_path, wav2lip_checkpoint):
     mel, faces = torch.randn(1, 1, 80, 16), torch.rand(1, 6, 96, 96)
     with torch.no_grad():
         assert torch.equal(a(mel, faces), b(mel, faces))
+
+
+def test_an_untrained_checkpoint_gets_a_hint(wav2lip_checkpoint, caplog):
+    with caplog.at_level("WARNING", logger="lipstream"):
+        load_wav2lip(wav2lip_checkpoint, "cpu")  # saved after 1 training step
+    assert "saved after 1 training step(s): an untrained Wav2Lip gives a flat, grey mouth" in caplog.text
+
+
+def test_wrongly_shaped_inputs_are_refused():
+    import torch
+
+    from stream.lipsync.wav2lip import Wav2Lip
+
+    model = Wav2Lip().eval()
+    faces = torch.zeros(2, 6, 96, 96)
+    with pytest.raises(ValueError, match=r"^mel windows must be B×1×80×16, not 2×1×80×15$"):
+        model(torch.zeros(2, 1, 80, 15), faces)
+    with pytest.raises(ValueError, match=r"^faces must be B×6×96×96, not 2×3×96×96$"):
+        model(torch.zeros(2, 1, 80, 16), faces[:, :3])
+    with pytest.raises(ValueError, match=r"^3 mel windows for 2 faces$"):
+        model(torch.zeros(3, 1, 80, 16), faces)

@@ -28,5 +28,20 @@ def test_smoothing_uses_a_five_frame_window():
 def test_user_box_must_fit():
     frame = np.zeros((100, 80, 3), np.uint8)
     assert face_boxes([frame], (10, 60, 5, 70)).tolist() == [[10, 60, 5, 70]]
-    with pytest.raises(LipstreamError, match="not inside"):
+    with pytest.raises(LipstreamError, match=r"^--box 10 160 5 70 reaches outside the avatar, which is 80×100$"):
         face_boxes([frame], (10, 160, 5, 70))
+
+
+def test_detected_boxes_are_smoothed_over_five_frames():
+    """A face that jumps 12 px back and forth each frame: detection follows it, the boxes used do not."""
+    import cv2
+    from conftest import EXAMPLE_AVATAR
+
+    from stream.video.face import detect
+
+    image = cv2.imread(EXAMPLE_AVATAR)
+    frames = [np.ascontiguousarray(np.roll(image, 12 * (i % 2), axis=1)) for i in range(10)]
+    raw = [detect(f)[2] for f in frames]  # left edge, each frame on its own
+    assert min(abs(a - b) for a, b in zip(raw, raw[1:])) >= 8
+    lefts = face_boxes(frames)[:, 2]
+    assert max(abs(a - b) for a, b in zip(lefts, lefts[1:])) <= 4

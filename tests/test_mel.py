@@ -1,5 +1,6 @@
 """The mel features against an independent float64 NumPy implementation of the same recipe."""
 import numpy as np
+import pytest
 import torch
 
 from stream.audio.mel import MelStream, wav2lip_mel
@@ -95,3 +96,21 @@ def test_streamed_mel_does_not_depend_on_chunking_to_the_bit(speech_16k):
     whole = run([])
     assert torch.equal(run([1] * 700 + [5000] * 3), whole)
     assert torch.equal(run([160] * 100), whole)
+
+
+def test_mel_matches_the_public_recipe_computed_by_librosa(speech_16k):
+    """Wav2Lip's own audio.py, step by step, on the library it used (librosa, installed with
+    coqui-tts): pre-emphasis by lfilter, librosa.stft (reflect padding, as its librosa 0.7 did),
+    librosa's Slaney mel basis, amp_to_db − 20, symmetric normalisation to ±4."""
+    librosa = pytest.importorskip("librosa")
+    from scipy import signal as sps
+
+    wav = speech_16k.numpy().astype(np.float64)
+    emphasised = sps.lfilter([1, -0.97], [1], wav)
+    stft = librosa.stft(y=emphasised, n_fft=800, hop_length=200, win_length=800, pad_mode="reflect")
+    basis = librosa.filters.mel(sr=16000, n_fft=800, n_mels=80, fmin=55, fmax=7600)
+    db = 20 * np.log10(np.maximum(1e-5, basis @ np.abs(stft))) - 20
+    ref = np.clip(8 * (db + 100) / 100 - 4, -4, 4)
+    ours = wav2lip_mel(speech_16k).numpy()
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).max() < 2e-3

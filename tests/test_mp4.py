@@ -68,3 +68,45 @@ def test_file_mode_follows_umask(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["m.mp4"]
+
+
+def test_the_file_is_written_as_the_render_goes_then_renamed_whole(tmp_path):
+    """Memory stays flat however long the render: the MP4 grows on disk under a temporary name."""
+    from conftest import ROOT
+
+    from stream import render
+
+    out, sizes = tmp_path / "long.mp4", []
+
+    def look():
+        parts = list(tmp_path.glob(".long.mp4.*.part"))
+        if parts:
+            sizes.append(parts[0].stat().st_size)
+
+    render(str(out), text_file=os.path.join(ROOT, "examples", "bench.txt"), box=(67, 170, 177, 270), on_tick=look)
+    # PyAV writes through a 256 KiB buffer: media reached the disk while the render was still going.
+    assert sizes and 200_000 < max(sizes) < out.stat().st_size, (sizes, out.stat().st_size)
+    assert not out.with_name(out.name + ".part").exists() and not list(tmp_path.glob(".*part"))
+    with av.open(str(out)) as c:  # faststart: the index comes before the media
+        assert c.streams.video[0].frames > 400
+    head = out.read_bytes()[:64 * 1024]
+    assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
+
+
+def test_a_render_that_fails_midway_leaves_nothing(tmp_path, monkeypatch):
+    from stream import render
+    from stream.video.compose import ComposeStage
+
+    calls, original = [], ComposeStage.process
+
+    def third_fails(self, item, emit):
+        calls.append(item.count)
+        if len(calls) == 3:
+            raise RuntimeError("compose broke in the third batch")
+        original(self, item, emit)
+
+    monkeypatch.setattr(ComposeStage, "process", third_fails)
+    with pytest.raises(RuntimeError, match="third batch"):
+        render(str(tmp_path / "x.mp4"), text="One sentence. Another sentence. A third one, to be sure.",
+               box=(67, 170, 177, 270))
+    assert list(tmp_path.iterdir()) == []

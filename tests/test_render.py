@@ -134,3 +134,49 @@ def test_video_avatar_plays_forward_then_backward(tmp_path):
     loop = [0, 1, 2, 3, 4, 5, 4, 3, 2, 1]
     assert len(shown) > 20
     assert shown == [loop[i % len(loop)] for i in range(len(shown))]
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_video_and_audio_start_and_end_together_by_their_timestamps(tmp_path, fps):
+    """What a player goes by: both streams start at 0, frame i is stamped i/fps, and both last
+    frames/fps, to the millisecond the MP4's edit lists are kept in (they trim AAC's priming and
+    padding) — one frame missing from either would be 33 ms or more."""
+    out = tmp_path / "ts.mp4"
+    r = render(str(out), text="Hello there, checking the timestamps.", fps=fps, box=BOX)
+    with av.open(str(out)) as c:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        assert float(v.start_time * v.time_base) == 0.0 and float(a.start_time * a.time_base) == 0.0
+        assert abs(float(v.duration * v.time_base) - r.frames / fps) <= 1e-3
+        assert abs(float(a.duration * a.time_base) - r.frames / fps) <= 1e-3
+        stamps = [float(f.pts * v.time_base) for f in c.decode(video=0)]
+    assert len(stamps) == r.frames
+    assert all(abs(t - i / fps) < 1e-6 for i, t in enumerate(stamps))
+
+
+def test_each_frame_gets_its_own_mel_window_and_the_masked_face(speech_22k, responsive_checkpoint):
+    """Wav2Lip's routing, recomputed from scratch for chosen frames: frame i shows
+    compose(model(mel window from frame i−1, crop with its lower half zeroed + crop))."""
+    import torch
+    import torchaudio
+
+    from conftest import render_frames
+    from kernels.compose import compose_ref
+    from stream import load_wav2lip, wav2lip_mel
+
+    pcm = speech_22k[:44100]
+    frames, _, avatar = render_frames(pcm, 22050, checkpoint=responsive_checkpoint, precision="float32", batch_size=8)
+    mel = wav2lip_mel(torchaudio.functional.resample(torch.from_numpy(pcm), 22050, 16000))
+    model = load_wav2lip(responsive_checkpoint, "cpu")  # the plain model: no folding, no lower-face shortcut
+    crop = avatar.crops[:1].permute(0, 3, 1, 2).float() / 255
+    face = torch.cat([torch.cat([crop[:, :, :48], torch.zeros_like(crop[:, :, 48:])], dim=2), crop], dim=1)
+
+    def expected(i, lead=1):
+        start = min(int(max(0, i - lead) * 80 / 25), mel.shape[1] - 16)
+        with torch.no_grad():
+            mouth = model(mel[:, start : start + 16].reshape(1, 1, 80, 16), face)
+        return compose_ref(avatar.frames[:1], mouth, avatar.boxes[:1], avatar.mask)[0].int()
+
+    for i in (0, 1, 9, 26, len(frames) - 1):
+        assert (frames[i].int() - expected(i)).abs().max() <= 2, f"frame {i}"
+    # The check can tell windows apart: a window a frame late would not pass.
+    assert max((frames[i].int() - expected(i, lead=0)).abs().max().item() for i in (9, 26)) > 10

@@ -1,6 +1,7 @@
 """Wav2Lip's audio features in torch, on any device, whole or streamed.
 
-Every constant here is fixed by the public checkpoints (see DESIGN.md): change one and the
+Every constant here is fixed by the public checkpoints (Wav2Lip's audio.py and hparams.py, the
+recipe they were trained on; tests/test_mel.py recomputes it with librosa): change one and the
 weights stop working.
 """
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Load a public Wav2Lip checkpoint (torch.save dict with `state_dict`) into `Wav2Lip`."""
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -8,6 +9,10 @@ import torch
 from ..device import resolve_device
 from ..errors import LipstreamError
 from .wav2lip import Wav2Lip
+
+
+log = logging.getLogger("lipstream")
+UNTRAINED_STEPS = 1000  # the public checkpoints were saved after far more steps than this
 
 
 def _read(path: str) -> dict:
@@ -33,6 +38,10 @@ def wav2lip_state_dict(path: str) -> dict[str, torch.Tensor]:
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise LipstreamError(f"{path} is not a Wav2Lip checkpoint: no `state_dict` of tensors")
+    steps = ckpt.get("global_step") if isinstance(ckpt, dict) else None
+    if isinstance(steps, int) and steps < UNTRAINED_STEPS:
+        log.warning("%s was saved after %d training step(s): an untrained Wav2Lip gives a flat, grey mouth "
+                    "(the public wav2lip.pth / wav2lip_gan.pth are the trained ones)", os.path.basename(path), steps)
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -60,10 +69,13 @@ def load_wav2lip(path: str, device: str | torch.device = "auto") -> Wav2Lip:
     return model.to(resolve_device(device)).eval()
 
 
-def save_random_wav2lip(path: str, seed: int = 0, prefix: str = "") -> None:
+def save_random_wav2lip(path: str, seed: int = 0, prefix: str = "", responsive: bool = False) -> None:
     """A random-weight Wav2Lip in the public training script's format, for tests and benchmarks.
 
     BatchNorm statistics are randomised too, so a wrong layout or a bad fold shows in the outputs.
+    With `responsive` they are measured on random inputs instead: random statistics leave a mouth
+    that ignores the audio (0.0002 levels between two mel windows), measured ones one that follows
+    it (tens of levels), for tests that check which window reached which frame.
     """
     torch.manual_seed(seed)
     model = Wav2Lip()
@@ -74,6 +86,14 @@ def save_random_wav2lip(path: str, seed: int = 0, prefix: str = "") -> None:
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.1, 0.1)
+                if responsive:
+                    m.momentum = None  # a plain average over the batches below
+                    m.reset_running_stats()
+        if responsive:
+            model.train()
+            for _ in range(2):
+                model(torch.rand(8, 1, 80, 16) * 8 - 4, torch.rand(8, 6, 96, 96))
+            model.eval()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     state = {prefix + k: v for k, v in model.state_dict().items()}
     torch.save({"state_dict": state, "optimizer": optimizer.state_dict(), "global_step": 1, "global_epoch": 0}, path)

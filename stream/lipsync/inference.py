@@ -11,11 +11,12 @@ import copy
 import torch
 from torch import nn
 
+from .. import config
 from .lower_face import LowerFaceWav2Lip
-from .wav2lip import Conv, Wav2Lip
+from .wav2lip import Conv, Wav2Lip, check_inputs
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PRECISIONS = {name: getattr(torch, name) for name in config.PRECISIONS}
 
 
 def fold_batchnorm(model: Wav2Lip) -> Wav2Lip:
@@ -132,6 +133,7 @@ class InferenceWav2Lip:
 
     @torch.inference_mode()
     def __call__(self, mel: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        check_inputs(mel, faces)
         n = mel.shape[0]
         if n > BUCKETS[-1]:
             step = BUCKETS[-1]

@@ -72,7 +72,18 @@ class Wav2Lip(nn.Module):
         return self.audio_encoder(mel), feats
 
     def forward(self, mel: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        check_inputs(mel, faces)
         x, feats = self.encode(mel, faces)
         for block in self.face_decoder_blocks:
             x = torch.cat([block(x), feats.pop()], dim=1)
         return self.output_block(x)
+
+
+def check_inputs(mel: torch.Tensor, faces: torch.Tensor) -> None:
+    """The shapes the public weights were trained on; others would run and give nonsense."""
+    if mel.dim() != 4 or tuple(mel.shape[1:]) != (1, 80, 16):
+        raise ValueError(f"mel windows must be B×1×80×16, not {'×'.join(map(str, mel.shape))}")
+    if faces.dim() != 4 or tuple(faces.shape[1:]) != (6, 96, 96):
+        raise ValueError(f"faces must be B×6×96×96, not {'×'.join(map(str, faces.shape))}")
+    if mel.shape[0] != faces.shape[0]:
+        raise ValueError(f"{mel.shape[0]} mel windows for {faces.shape[0]} faces")

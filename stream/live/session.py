@@ -193,6 +193,7 @@ class Session:
     def say(self, text: str) -> int:
         """Speak `text` through the session's TTS, sentence by sentence; returns its segment id."""
         parts = sentences(check_text(text))
+        self._tts.check(text)
         with self._lock:
             self._check_open()
             pending_audio, self._audio_seg = self._audio_seg, None  # an open audio utterance ends here

@@ -1,9 +1,9 @@
-"""The file sink: encoded packets and 48 kHz audio muxed into an MP4 in memory, moved into place whole."""
+"""The file sink: encoded packets and 48 kHz audio muxed into an MP4 written as it comes to a
+temporary name beside the output (memory stays flat however long the render), the index moved to
+the front at the end (faststart, for players that stream), then renamed into place whole."""
 from __future__ import annotations
 
 import fractions
-import io
-import os
 import time
 
 import av
@@ -11,23 +11,10 @@ import numpy as np
 
 from ..audio.schedule import OUT_RATE, Progress
 from ..errors import LipstreamError
-from ..files import write_atomically
+from ..files import commit, discard, temporary_beside
 from ..frames import FrameBatch
 from ..pipeline import Stage
 from ..video.encode import VideoFormat
-
-
-def check_writable(path: str) -> None:
-    """Fail before any work if `path` cannot be created."""
-    if os.path.isdir(path):
-        raise LipstreamError(f"output {path} is a directory")
-    if not path.lower().endswith((".mp4", ".m4v", ".mov")):
-        raise LipstreamError(f"output {path} must end in .mp4")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise LipstreamError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise LipstreamError(f"cannot write {path}: permission denied")
 
 
 class Mp4Sink(Stage):
@@ -35,20 +22,30 @@ class Mp4Sink(Stage):
     engine = "pyav mp4 + aac"
 
     def __init__(self, path: str, video: VideoFormat, progress: Progress):
-        self.path, self.progress = path, progress
-        self._buf = io.BytesIO()
-        self._out = av.open(self._buf, "w", format="mp4")
-        # PyAV opens this track's own libx264 to write the avcC header: configured as the real
-        # encoder, its SPS/PPS are the ones in the packets.
-        self._video = self._out.add_stream("libx264", rate=video.fps)
-        video.configure(self._video.codec_context)
-        self._video.time_base = fractions.Fraction(1, video.fps)
-        self._audio = self._out.add_stream("aac", rate=OUT_RATE)
-        self._audio.layout = "mono"
+        self.path, self.video, self.progress = path, video, progress
+        self._tmp: str | None = None  # made by the first item, in the pipeline's run: its close() removes it
+        self._done = False
         self._audio_pts = 0
         self.frames = 0
 
+    def _open(self) -> None:
+        self._tmp = temporary_beside(self.path)
+        try:
+            self._out = av.open(self._tmp, "w", format="mp4", options={"movflags": "+faststart"})
+        except av.FFmpegError as e:
+            discard(self._tmp)
+            raise LipstreamError(f"cannot write {self.path}: {e}") from None
+        # PyAV opens this track's own libx264 to write the avcC header: configured as the real
+        # encoder, its SPS/PPS are the ones in the packets.
+        self._video = self._out.add_stream("libx264", rate=self.video.fps)
+        self.video.configure(self._video.codec_context)
+        self._video.time_base = fractions.Fraction(1, self.video.fps)
+        self._audio = self._out.add_stream("aac", rate=OUT_RATE)
+        self._audio.layout = "mono"
+
     def process(self, item: FrameBatch, emit) -> None:
+        if self._tmp is None:
+            self._open()
         for packet in item.packets:
             packet.stream = self._video
             self._out.mux(packet)
@@ -65,9 +62,22 @@ class Mp4Sink(Stage):
         emit(item)
 
     def finish(self, emit) -> None:
+        if self._tmp is None:
+            raise LipstreamError("nothing to render: the speech is empty")
         for packet in self._audio.encode(None):
             self._out.mux(packet)
-        self._out.close()
         if self.frames == 0:
             raise LipstreamError("nothing to render: the speech is empty")
-        write_atomically(self.path, self._buf.getvalue())
+        self._out.close()
+        self._done = True
+        commit(self._tmp, self.path)
+
+    def close(self) -> None:
+        """A render that failed or was interrupted leaves nothing behind."""
+        if not self._done and self._tmp is not None:
+            self._done = True
+            try:
+                self._out.close()
+            except Exception:  # noqa: BLE001 - the half-written file is removed whatever state it is in
+                pass
+            discard(self._tmp)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import LipstreamError
-from ..files import write_atomically
+from ..files import cache_root, write_atomically
 from ..sources import media
 from . import face
 
@@ -63,10 +63,7 @@ def loop_order(n: int) -> np.ndarray:
 
 
 def _cache_dir() -> str:
-    base = os.environ.get("LIPSTREAM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lipstream"
-    )
-    return os.path.join(base, "avatars")
+    return os.path.join(cache_root(), "avatars")
 
 
 def _key(path: str, box) -> str:

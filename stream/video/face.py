@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import cv2
 import numpy as np
@@ -44,6 +45,11 @@ def detect(frame_bgr: np.ndarray, near=None) -> tuple[int, int, int, int] | None
     return int(y0 + y), int(y0 + y + h), int(x0 + x), int(x0 + x + w)
 
 
+def _shown(source: str) -> str:
+    """How an avatar is named in messages: the file's name, not an install path."""
+    return os.path.basename(source) or source
+
+
 def pad_box(box, height: int, width: int, pads=PADS) -> tuple[int, int, int, int]:
     top, bottom, left, right = box
     return (max(0, top - pads[0]), min(height, bottom + pads[1]), max(0, left - pads[2]), min(width, right + pads[3]))
@@ -60,14 +66,14 @@ def smooth_boxes(boxes: np.ndarray, window: int = SMOOTH) -> np.ndarray:
     return np.rint(out).astype(np.int64)
 
 
-def face_boxes(frames: list[np.ndarray], box=None, source: str = "avatar") -> np.ndarray:
+def face_boxes(frames: list[np.ndarray], box=None, source: str = "the avatar") -> np.ndarray:
     """Padded, smoothed (top, bottom, left, right) per frame; `box` skips detection."""
     h, w = frames[0].shape[:2]
     if box is not None:
         t, b, l, r = (int(v) for v in box)
         b, r = (h if b == h + 1 else b), (w if r == w + 1 else r)  # an odd-sized frame lost its last row/column
-        if not (0 <= t < b <= h and 0 <= l < r <= w):
-            raise LipstreamError(f"--box {t} {b} {l} {r} is not inside the {w}×{h} frame of {source}")
+        if not (0 <= t and b <= h and 0 <= l and r <= w):  # the order was checked with the settings
+            raise LipstreamError(f"--box {t} {b} {l} {r} reaches outside {_shown(source)}, which is {w}×{h}")
         return np.tile(np.array([t, b, l, r], dtype=np.int64), (len(frames), 1))
     # A video is searched whole once, then near the last face on every frame (frame 0 included, so
     # all frames are scanned alike); an image gets the whole-frame search only.
@@ -75,7 +81,7 @@ def face_boxes(frames: list[np.ndarray], box=None, source: str = "avatar") -> np
     for i, frame in enumerate(frames):
         hit = (detect(frame, near=last) if last is not None else None) or detect(frame)
         if hit is None:
-            raise LipstreamError(f"no face found in frame {i} of {source} (give --box TOP BOTTOM LEFT RIGHT)")
+            raise LipstreamError(f"no face found in frame {i} of {_shown(source)} (give --box TOP BOTTOM LEFT RIGHT)")
         last = hit
         found.append(pad_box(hit, h, w))
     return smooth_boxes(np.array(found))

@@ -1,0 +1,133 @@
+"""Deliberate breakages, each applied to a copy of the tree and run against the tests that should
+catch it. Not part of the default test command:
+
+    python tests/mutations.py            # every entry
+    python tests/mutations.py NAME …     # some
+
+prints `caught` or `NOT CAUGHT` per entry and exits 1 if any was not caught. Run it when you change
+a tested area; add an entry whenever a bug is fixed that the suite did not catch.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT = 240  # seconds; every listed file passes in under a minute when nothing is broken
+
+
+@dataclass
+class Mutation:
+    name: str
+    path: str  # relative to the repository
+    old: str  # must occur exactly once
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = [
+    # The six breakages the suite once missed (issue "Tests that fail when the product breaks").
+    Mutation("compose-mask-of-ones", "stream/video/compose.py", "self.avatar.boxes[idx], self.avatar.mask)",
+             "self.avatar.boxes[idx], torch.ones_like(self.avatar.mask))", ("tests/test_compose.py",)),
+    Mutation("write-in-place", "stream/files.py", "    tmp = temporary_beside(path)\n    try:\n        with open(tmp",
+             "    tmp = path\n    try:\n        with open(tmp", ("tests/test_files.py",)),
+    Mutation("mp4-partial-file-kept", "stream/sinks/mp4.py", "                pass\n            discard(self._tmp)\n",
+             "                pass\n",
+             ("tests/test_mp4.py",)),
+    Mutation("cache-key-ignores-box", "stream/video/avatar.py", "tuple(box) if box is not None else None", "None",
+             ("tests/test_avatar.py",)),
+    Mutation("video-pts-one-frame-late", "stream/video/encode.py", "self.encoder.encode(images[k], item.start + k, fmt)",
+             "self.encoder.encode(images[k], item.start + k + 1, fmt)", ("tests/test_render.py",)),
+    Mutation("chunker-drops-long-rest", "stream/sources/chunker.py", "            part = part[cut:].strip()",
+             "            part = ''", ("tests/test_speech.py",)),
+    Mutation("boxes-not-smoothed", "stream/video/face.py", "return smooth_boxes(np.array(found))",
+             "return np.array(found)", ("tests/test_face.py",)),
+    # Nearly missed then.
+    Mutation("mp4-drops-audio-end", "stream/sinks/mp4.py",
+             "        for packet in self._audio.encode(None):\n            self._out.mux(packet)\n        if self.frames == 0:",
+             "        if self.frames == 0:", ("tests/test_render.py",)),
+    Mutation("mel-lead-zero", "stream/audio/clock.py", "MEL_LEAD = 1 ", "MEL_LEAD = 0 ",
+             ("tests/test_render.py", "tests/test_schedule.py")),
+    Mutation("preemphasis-changed", "stream/audio/mel.py", "PREEMPHASIS = 0.97", "PREEMPHASIS = 0.9",
+             ("tests/test_mel.py",)),
+    Mutation("upper-half-masked", "kernels/prepare.py", "out[:, :c, h // 2 :] = 0", "out[:, :c, : h // 2] = 0",
+             ("tests/test_render.py",)),
+    Mutation("chunked-products", "stream/audio/exact.py", "    m = a.shape[0]\n", "    return a @ b\n    m = a.shape[0]\n",
+             ("tests/test_mel.py", "tests/test_resample.py")),
+    # Live sessions.
+    Mutation("interrupt-keeps-queue", "stream/live/session.py", "        self._queue = deque(kept)\n",
+             "        self._queue = deque(kept + [e for e in self._queue if isinstance(e, _Entry)])\n",
+             ("tests/test_session.py",)),
+    Mutation("speech-on-wrong-avatar-frame", "stream/live/session.py", "torch.arange(slot, slot + n, device=self.device)",
+             "torch.arange(slot + 1, slot + n + 1, device=self.device)", ("tests/test_session.py",)),
+    Mutation("idle-frame-off-the-loop", "stream/live/session.py", "frame = entry.frame or self._idle(entry.slot)",
+             "frame = entry.frame or self._idle(entry.slot + 1)", ("tests/test_session.py",)),
+    Mutation("mouths-to-wrong-frames", "stream/lipsync/worker.py", "self._deliver(job, mouths[at : at + job.frames], None)",
+             "self._deliver(job, mouths[at : at + job.frames].flip(0), None)", ("tests/test_session.py",)),
+    Mutation("playback-position-counts-queued", "stream/live/session.py",
+             "return min(seg.played * self.samples_per_frame, speech) / OUT_RATE",
+             "return min(seg.queued * self.samples_per_frame, speech) / OUT_RATE", ("tests/test_session.py",)),
+    # Serve.
+    Mutation("keyframe-requests-ignored", "stream/serve/app.py", "                sender._send_keyframe = on_keyframe_request\n",
+             "", ("tests/test_serve.py",)),
+    Mutation("no-token-check", "stream/serve/app.py", "if not hmac.compare_digest(given.encode(), self.token.encode()):",
+             "if False:", ("tests/test_serve.py",)),
+    Mutation("audio-after-video", "stream/serve/media.py",
+             "                self._send_audio(item)\n                await self._send_video(item)\n",
+             "                await self._send_video(item)\n                await asyncio.sleep(0.05)\n                self._send_audio(item)\n",
+             ("tests/test_serve.py",)),
+    Mutation("wav-channels-not-mixed", "stream/serve/wav.py",
+             "return x.reshape(-1, self.channels).mean(axis=1) if self.channels > 1 else x", "return x",
+             ("tests/test_serve.py",)),
+]
+
+
+def _copy() -> str:
+    tmp = tempfile.mkdtemp(prefix="lipstream-mutation-")
+    for name in ("stream", "kernels", "tests", "examples"):
+        shutil.copytree(os.path.join(ROOT, name), os.path.join(tmp, name),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy(os.path.join(ROOT, "pyproject.toml"), tmp)
+    return tmp
+
+
+def run(m: Mutation) -> tuple[bool, float]:
+    tree = _copy()
+    try:
+        target = os.path.join(tree, m.path)
+        with open(target, encoding="utf-8") as f:
+            text = f.read()
+        if text.count(m.old) != 1:
+            raise SystemExit(f"{m.name}: the text to break occurs {text.count(m.old)} times in {m.path}")
+        with open(target, "w", encoding="utf-8") as f:
+            f.write(text.replace(m.old, m.new))
+        env = {**os.environ, "PYTHONPATH": tree}  # the copy, not the installed checkout
+        start = time.monotonic()
+        try:
+            proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *m.tests],
+                                  cwd=tree, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return True, time.monotonic() - start  # the tests hung: that is not a pass
+        return proc.returncode != 0, time.monotonic() - start
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
+def main(names: list[str]) -> int:
+    chosen = [m for m in MUTATIONS if not names or m.name in names]
+    missed = 0
+    for m in chosen:
+        caught, seconds = run(m)
+        missed += not caught
+        print(f"{'caught    ' if caught else 'NOT CAUGHT'}  {m.name:<34} {seconds:5.1f} s  ({', '.join(m.tests)})", flush=True)
+    print(f"{len(chosen) - missed} of {len(chosen)} caught")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
