@@ -49,6 +49,13 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
                    help="Wav2Lip precision (default auto: bf16 on CUDA and on CPUs with native bf16)")
     p.add_argument("--voice", help="eSpeak voice: a language (en-us, de, cmn…), a name, or auto to choose by "
                    "the text's script (default en-us; `lipstream voices` lists them)")
+    p.add_argument("--tts", choices=["auto", "coqui", "espeak"],
+                   help="speech engine (default auto: Coqui when --tts-model is given, else the embedded eSpeak NG)")
+    p.add_argument("--tts-model", metavar="PATH_OR_NAME", help="Coqui TTS model: a checkpoint file or folder, or a "
+                   "model name already in Coqui's local cache (never downloaded)")
+    p.add_argument("--tts-config", metavar="CONFIG.json", help="the Coqui model's config (default: beside the model)")
+    p.add_argument("--tts-speaker", metavar="NAME_OR_WAV", help="Coqui speaker: a name the model knows, or a WAV to clone (XTTS)")
+    p.add_argument("--tts-language", metavar="LANG", help="Coqui language for multilingual models (en, de, …)")
     p.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or store the prepared avatar")
 
@@ -57,7 +64,8 @@ def _settings(args) -> dict:
     """The settings flags (None where not given: the config file or the default decides)."""
     return dict(avatar=args.avatar, checkpoint=args.checkpoint, box=tuple(args.box) if args.box else None,
                 fps=args.fps, device=args.device, batch_size=args.batch_size, precision=args.precision,
-                voice=args.voice, cache=False if args.no_cache else None)
+                voice=args.voice, tts=args.tts, tts_model=args.tts_model, tts_config=args.tts_config,
+                tts_speaker=args.tts_speaker, tts_language=args.tts_language, cache=False if args.no_cache else None)
 
 
 class _Bar:

@@ -11,6 +11,7 @@ from .errors import LipstreamError
 
 DEFAULT_AVATAR = os.path.join(os.path.dirname(__file__), "assets", "astronaut.png")
 PRECISIONS = ("float32", "bfloat16", "float16")  # Wav2Lip's reduced-precision choices, besides auto
+TTS_ENGINES = ("auto", "coqui", "espeak")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
 
@@ -23,7 +24,12 @@ class RenderConfig:
     device: str = "auto"
     batch_size: int = 16
     precision: str = "auto"  # Wav2Lip: auto (bf16 on CUDA and bf16-capable CPUs), float32, bfloat16, float16
-    voice: str = "en-us"
+    voice: str = "en-us"  # eSpeak NG
+    tts: str = "auto"  # auto (Coqui when tts_model is set, else eSpeak NG), coqui, espeak
+    tts_model: str | None = None  # Coqui: a model file or folder, or a model name already in Coqui's cache
+    tts_config: str | None = None  # Coqui: the model's config.json (default: beside a model file)
+    tts_speaker: str | None = None  # Coqui: a speaker name, or a WAV to clone (XTTS)
+    tts_language: str | None = None  # Coqui: the language of multilingual models (XTTS: en, de, …)
     words_per_minute: int = 165
     preset: str = "veryfast"  # libx264
     crf: int = 20
@@ -37,8 +43,13 @@ class RenderConfig:
             value = getattr(self, name)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise LipstreamError(f"{name} must be a {kind.__name__}, not {value!r}")
-        if self.checkpoint is not None and not isinstance(self.checkpoint, str):
-            raise LipstreamError(f"checkpoint must be a path, not {self.checkpoint!r}")
+        for name in ("checkpoint", "tts_model", "tts_config", "tts_speaker", "tts_language"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise LipstreamError(f"{name} must be a string, not {getattr(self, name)!r}")
+        if self.tts not in TTS_ENGINES:
+            raise LipstreamError(f"tts must be one of {', '.join(TTS_ENGINES)}, not {self.tts!r}")
+        if self.tts == "coqui" and not self.tts_model:
+            raise LipstreamError("tts coqui needs a model: --tts-model PATH (with --tts-config) or a Coqui model name")
         for name in ("fps", "batch_size", "crf"):
             if isinstance(getattr(self, name), bool):
                 raise LipstreamError(f"{name} must be a whole number, not {getattr(self, name)!r}")

@@ -18,7 +18,7 @@ from .sinks.mp4 import Mp4Sink
 from .sources.chunker import read_text
 from .sources.media import read_audio
 from .sources.speech import TTSStage, audio_source, text_source
-from .sources.tts_espeak import EspeakTTS
+from .sources.tts import make_tts
 from .video.compose import ComposeStage
 from .video.encode import EncodeStage, VideoFormat, X264Encoder
 
@@ -74,7 +74,7 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         samples, rate = read_audio(audio)
         source, speech = audio_source(samples, rate), None
     else:
-        words, tts = read_text(text, text_file), EspeakTTS(cfg.voice, cfg.words_per_minute)
+        words, tts = read_text(text, text_file), make_tts(cfg, device)
         tts.check(words)
         source, speech = text_source(words), TTSStage(tts)
     avatar = runtime.shared_avatar(cfg, device)

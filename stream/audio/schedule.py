@@ -63,8 +63,12 @@ class SpeechClock:
     def exhausted(self) -> bool:
         return self.final and self.next >= self.total
 
-    def push(self, pcm: np.ndarray) -> None:
-        x = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32))
+    def push(self, pcm: "np.ndarray | torch.Tensor") -> None:
+        """Mono float32 PCM: a host array, or a tensor (a GPU engine's: resampled for the mel where it is)."""
+        if isinstance(pcm, torch.Tensor):
+            x = pcm.detach().reshape(-1).float()
+        else:
+            x = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32))
         cols, audio = self._mel.push(self._r16.push(x)), self._rout.push(x)
         self._add(cols, audio, len(x), final=False)
 

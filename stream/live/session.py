@@ -31,8 +31,8 @@ from ..config import RenderConfig, as_config
 from ..device import resolve_device
 from ..errors import LipstreamError
 from ..lipsync.worker import MARGIN, SAFETY, Job
-from ..sources.chunker import check_text, sentences
-from ..sources.tts_espeak import EspeakTTS
+from ..sources.chunker import Chunker, check_text
+from ..sources.tts import make_tts
 
 log = logging.getLogger("lipstream")
 PCM_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
@@ -76,10 +76,6 @@ class SegmentEnd:
     segment: int
     playback_position: float  # seconds of the utterance's audio that were yielded
     interrupted: bool
-
-
-class _Cancelled(Exception):
-    pass
 
 
 class _Segment:
@@ -155,7 +151,7 @@ class Session:
         self.id = next(_ids)
         if cfg.max_sessions is not None:
             runtime.check_room(cfg.max_sessions)  # before any loading
-        self._tts = EspeakTTS(cfg.voice, cfg.words_per_minute)
+        self._tts = make_tts(cfg, self.device)
         self.worker = runtime.acquire_worker(cfg, self.device)
         try:
             self.avatar = runtime.shared_avatar(cfg, self.device)
@@ -176,7 +172,8 @@ class Session:
         self._segments: deque[_Segment] = deque()  # not yet wholly queued, in order
         self._open: list[_Segment] = []  # SegmentEnd not yet yielded, in order
         self._audio_seg: _Segment | None = None  # the segment push_audio feeds
-        self._tts_todo: deque[tuple[_Segment, deque[str]]] = deque()
+        self._tts_todo: deque[_Text] = deque()  # utterances to synthesise, in order
+        self._text: _Text | None = None  # the utterance `say(..., flush=False)` is adding to
         self._tts_running = False  # a sentence task is scheduled or running
         self._tts_parked = False  # text waits until playback comes within TTS_AHEAD
         self._seg_ids = itertools.count(1)
@@ -190,22 +187,38 @@ class Session:
 
     # Input.
 
-    def say(self, text: str) -> int:
-        """Speak `text` through the session's TTS, sentence by sentence; returns its segment id."""
-        parts = sentences(check_text(text))
-        self._tts.check(text)
+    def say(self, text: str, flush: bool = True) -> int:
+        """Speak `text` through the session's TTS, a sentence or clause at a time; returns its segment id.
+
+        `flush=False` adds to an utterance still being written (an LLM's tokens): speech starts as
+        soon as a first clause is complete, and the utterance ends with a flushing `say` or
+        `end_segment()`. No text is lost, repeated or reordered, however it is split.
+        """
+        if flush or text.strip():
+            self._tts.check(text)
         with self._lock:
             self._check_open()
             pending_audio, self._audio_seg = self._audio_seg, None  # an open audio utterance ends here
-            seg = self._new_segment()
-            self._tts_todo.append((seg, deque(parts)))
+            job = self._text
+            if job is None:
+                job = self._text = _Text(self._new_segment())
+                self._tts_todo.append(job)
+            job.words = job.words or any(ch.isalnum() for ch in text)
+            job.parts.extend(job.chunker.feed(text))
+            if flush:
+                if not job.words:
+                    self._text = None
+                    self._drop_text(job)
+                    check_text(text)  # the clear error for text with nothing to say
+                job.parts.extend(job.chunker.flush())
+                job.open, self._text = False, None
             start = not (self._tts_running or self._tts_parked)
             self._tts_running = self._tts_running or start
         if pending_audio is not None:
             self._end(pending_audio)
         if start:
             self._schedule_tts()
-        return seg.id
+        return job.segment.id
 
     def push_audio(self, pcm, sample_rate: int) -> int:
         """Add speech to the current utterance (opened by the first push); returns its segment id."""
@@ -214,6 +227,10 @@ class Session:
         samples = _as_float32(pcm)
         with self._lock:
             self._check_open()
+            if self._text is not None:  # text still being written ends where the audio starts
+                job, self._text = self._text, None
+                job.parts.extend(job.chunker.flush())
+                job.open = False
             if self._audio_seg is None:
                 self._audio_seg = self._new_segment()
             seg = self._audio_seg
@@ -221,12 +238,24 @@ class Session:
         return seg.id
 
     def end_segment(self) -> int | None:
-        """The utterance fed by `push_audio` is complete; its SegmentEnd follows its last frame."""
+        """The utterance being fed (by `push_audio`, or by `say(..., flush=False)`) is complete; its
+        SegmentEnd follows its last frame. Returns its id, or None when none was open."""
         with self._lock:
             seg, self._audio_seg = self._audio_seg, None
+            job, self._text = self._text, None
+            if job is not None:
+                job.parts.extend(job.chunker.flush())
+                job.open = False
+                start = not (self._tts_running or self._tts_parked)
+                self._tts_running = self._tts_running or start
         if seg is not None:
             self._end(seg)
-        return seg.id if seg is not None else None
+            return seg.id
+        if job is not None:
+            if start:
+                self._schedule_tts()
+            return job.segment.id
+        return None
 
     def interrupt(self) -> None:
         """Stop speaking now: everything queued is dropped and the next frame is idle."""
@@ -444,6 +473,7 @@ class Session:
             self._open.clear()
         self._segments.clear()
         self._tts_todo.clear()
+        self._text = None
         self._tts_parked = False
         self._audio_seg = None
 
@@ -455,36 +485,54 @@ class Session:
         except RuntimeError:  # the interpreter is shutting down
             self._tts_running = False
 
+    def _drop_text(self, job: "_Text") -> None:
+        """An utterance with no words: it never began (no SegmentEnd)."""
+        self._tts_todo.remove(job)
+        self._segments.remove(job.segment)
+        self._open.remove(job.segment)
+
     def _tts_step(self) -> None:
         with self._lock:
-            while self._tts_todo and self._tts_todo[0][0].cancelled:
+            while self._tts_todo and self._tts_todo[0].segment.cancelled:
                 self._tts_todo.popleft()
-            if self._closed or not self._tts_todo:
-                self._tts_running = False
+            if self._closed or not self._tts_todo or (self._tts_todo[0].open and not self._tts_todo[0].parts):
+                self._tts_running = False  # a later say or end_segment schedules the rest
                 return
             if self._ahead() > TTS_AHEAD * self.fps:  # resumed by _next as playback catches up
                 self._tts_running, self._tts_parked = False, True
                 return
-            seg, parts = self._tts_todo[0]
-            sentence = parts.popleft()
-            last = not parts
+            job = self._tts_todo[0]
+            seg = job.segment
+            piece = job.parts.popleft() if job.parts else None
+            last = not job.parts and not job.open
             if last:
                 self._tts_todo.popleft()
 
-        def on_audio(pcm: np.ndarray) -> None:
-            if not self._push(seg, pcm, self._tts.sample_rate):
-                raise _Cancelled  # eSpeak stops at its next chunk
+        def on_audio(pcm: np.ndarray) -> bool:
+            return self._push(seg, pcm, self._tts.sample_rate)  # False: cancelled, synthesis stops
 
-        try:
-            self._tts.speak(sentence, on_audio)
-        except _Cancelled:
-            pass
-        except Exception as e:  # noqa: BLE001 - the utterance ends early; the session lives on
-            log.warning("session %d: speech synthesis failed (%s); the utterance ends here", self.id, e)
-            with self._lock:
-                if self._tts_todo and self._tts_todo[0][0] is seg:
-                    self._tts_todo.popleft()
-            last = True
+        if piece is not None:
+            try:
+                self._tts.speak(piece, on_audio)
+            except Exception as e:  # noqa: BLE001 - the utterance ends early; the session lives on
+                log.warning("session %d: speech synthesis failed (%s); the utterance ends here", self.id, e)
+                with self._lock:
+                    if self._tts_todo and self._tts_todo[0] is job:
+                        self._tts_todo.popleft()
+                    if self._text is job:
+                        self._text = None
+                last = True
         if last:
             self._end(seg)
         self._schedule_tts()
+
+
+class _Text:
+    """An utterance of text: its chunks waiting for the TTS, and whether more text may come."""
+
+    def __init__(self, segment: _Segment):
+        self.segment = segment
+        self.chunker = Chunker()
+        self.parts: deque[str] = deque()
+        self.open = True
+        self.words = False

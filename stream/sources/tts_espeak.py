@@ -1,7 +1,9 @@
 """Embedded offline voice: eSpeak NG from the espeakng-loader wheel, driven through ctypes.
 
-eSpeak's synchronous mode calls us back with ~100 ms of PCM at a time, so speech flows downstream
-while the sentence is still being synthesised.
+eSpeak's synchronous mode calls us back with ~100 ms of PCM at a time from inside `espeak_Synth`;
+the chunks of one text piece are handed on when the call returns. A piece is a sentence or a
+clause, which eSpeak makes in a few milliseconds (MEASURED_NOTE), so a thread to hand each chunk on
+sooner would win little and leave native work running past an interrupt.
 """
 from __future__ import annotations
 
@@ -10,12 +12,13 @@ import functools
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Iterator
 
 import numpy as np
 
 from ..errors import LipstreamError
 from .scripts import script_of
+from .tts import TTSEngine
 
 log = logging.getLogger("lipstream")
 
@@ -109,8 +112,8 @@ def mismatch(text: str, voice: Voice) -> str | None:
             f"does not read: use --voice {script[1][0]}, or --voice auto to choose by script")
 
 
-class EspeakTTS:
-    """`speak(text, on_audio)` calls `on_audio(float32 mono PCM)` for each chunk, in order."""
+class EspeakTTS(TTSEngine):
+    """eSpeak NG on the CPU: always there, any of its ~130 languages, robotic but instant."""
 
     name = "espeak-ng"
     device = "cpu"
@@ -128,19 +131,16 @@ class EspeakTTS:
         if warning:
             log.warning(warning)
 
-    def speak(self, text: str, on_audio: Callable[[np.ndarray], None]) -> None:
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
         voice = voice_for(text, self.voice) if self.auto else self.voice
         data = text.encode("utf-8")
-        failure: list[BaseException] = []
+        chunks: list[np.ndarray] = []
 
         @_CALLBACK
         def callback(wav, n, _events):
-            if n > 0 and wav and not failure:
-                try:
-                    on_audio(np.ctypeslib.as_array(wav, shape=(n,)).astype(np.float32) / 32768.0)
-                except BaseException as e:  # an exception cannot cross the C frame: stop eSpeak instead
-                    failure.append(e)
-            return 1 if failure else 0
+            if n > 0 and wav:
+                chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).astype(np.float32) / 32768.0)
+            return 0
 
         with _lock:
             lib = _library()
@@ -149,7 +149,6 @@ class EspeakTTS:
             lib.espeak_SetParameter(_RATE, self.words_per_minute, 0)
             lib.espeak_SetSynthCallback(callback)
             status = lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-        if failure:
-            raise failure[0]
         if status != 0:
             raise LipstreamError(f"eSpeak NG could not synthesise the text (status {status})")
+        yield from chunks
