@@ -15,7 +15,7 @@ from .errors import LipstreamError
 def _render_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="what the avatar says")
-    src.add_argument("--text-file", metavar="F", help="UTF-8 text file to say")
+    src.add_argument("--text-file", metavar="F", help="UTF-8 text file to say; - reads standard input as it arrives")
     src.add_argument("--audio", metavar="FILE", help="speech audio to lip-sync instead of TTS")
     _settings_args(p)
     p.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4", help="output file (default out.mp4)")
@@ -106,7 +106,8 @@ def _cmd_render(args) -> int:
     # Every setting, the output and the text are checked before torch and the media stack load.
     cfg = make_config(args.config, **_settings(args))
     check_writable(args.output)
-    text = read_text(args.text, args.text_file) if args.audio is None else None
+    stdin = args.text_file == "-"  # read as it arrives, by render
+    text = read_text(args.text, args.text_file) if args.audio is None and not stdin else None
 
     from .audio.schedule import Progress
     from .render_file import render
@@ -114,7 +115,8 @@ def _cmd_render(args) -> int:
     progress = Progress()
     bar = _Bar(progress)
     try:
-        result = render(args.output, text=text, audio=args.audio, config=cfg, progress=progress, on_tick=bar.tick)
+        result = render(args.output, text=text, text_file="-" if stdin else None, audio=args.audio, config=cfg,
+                        progress=progress, on_tick=bar.tick)
     finally:
         bar.close()
     print(result.summary())

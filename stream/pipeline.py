@@ -106,8 +106,11 @@ class Pipeline:
     def run(self, source: Iterable[Any], poll: Callable[[], None] | None = None) -> None:
         def feed():
             try:
-                for item in source:
-                    self._put(self._queues[0], item)
+                for item in source:  # None: the source is waiting for input (a stop is noticed)
+                    if self._stop.is_set():
+                        raise _Stopped
+                    if item is not None:
+                        self._put(self._queues[0], item)
                 self._put(self._queues[0], _END)
             except _Stopped:
                 pass

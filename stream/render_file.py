@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -17,7 +18,8 @@ from .pipeline import Pipeline
 from .sinks.mp4 import Mp4Sink
 from .sources.chunker import read_text
 from .sources.media import read_audio
-from .sources.speech import TTSStage, audio_source, text_source
+from .sources.speech import TTSStage, audio_source, streamed_text_source, text_source
+from .sources.stdin import read_pieces
 from .sources.tts import make_tts
 from .video.compose import ComposeStage
 from .video.encode import EncodeStage, VideoFormat, X264Encoder
@@ -63,7 +65,8 @@ def process_age() -> float | None:
 def render(output: str, *, text: str | None = None, text_file: str | None = None, audio: str | None = None,
            config: RenderConfig | str | None = None, progress: Progress | None = None, on_tick=None,
            **settings) -> RenderResult:
-    """Text (or an audio file) → lip-synced MP4 at `output`. Settings are `RenderConfig` fields."""
+    """Text (or an audio file) → lip-synced MP4 at `output`. Settings are `RenderConfig` fields.
+    `text_file="-"` reads standard input as it arrives (an LLM's tokens piped in)."""
     started = time.perf_counter()
     if sum(x is not None for x in (text, text_file, audio)) != 1:
         raise LipstreamError("give exactly one of text, text_file or audio")
@@ -74,9 +77,14 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         samples, rate = read_audio(audio)
         source, speech = audio_source(samples, rate), None
     else:
-        words, tts = read_text(text, text_file), make_tts(cfg, device)
-        tts.check(words)
-        source, speech = text_source(words), TTSStage(tts)
+        tts = make_tts(cfg, device)
+        if text_file == "-":  # spoken as it arrives: the first frames are out before the writer is done
+            source = streamed_text_source(read_pieces(sys.stdin.fileno()), tts.check)
+        else:
+            words = read_text(text, text_file)
+            tts.check(words)
+            source = text_source(words)
+        speech = TTSStage(tts)
     avatar = runtime.shared_avatar(cfg, device)
     worker = runtime.acquire_worker(cfg, device)  # the process's one lip-sync path, shared with live sessions
     try:

@@ -43,8 +43,11 @@ MUTATIONS = [
              ("tests/test_avatar.py",)),
     Mutation("video-pts-one-frame-late", "stream/video/encode.py", "self.encoder.encode(images[k], item.start + k, fmt)",
              "self.encoder.encode(images[k], item.start + k + 1, fmt)", ("tests/test_render.py",)),
-    Mutation("chunker-drops-long-rest", "stream/sources/chunker.py", "            part = part[cut:].strip()",
-             "            part = ''", ("tests/test_speech.py",)),
+    Mutation("chunker-drops-long-rest", "stream/sources/chunker.py", "        if clauses:\n            return clauses[-1]",
+             "        if clauses:\n            self._buf = self._buf[: clauses[-1]]\n            return clauses[-1]",
+             ("tests/test_chunker.py",)),
+    Mutation("chunker-first-cut-ignores-later-text", "stream/sources/chunker.py", "ends = [_sentence_end(buf)]",
+             "ends = [_sentence_end(buf[:FIRST])]", ("tests/test_chunker.py",)),
     Mutation("boxes-not-smoothed", "stream/video/face.py", "return smooth_boxes(np.array(found))",
              "return np.array(found)", ("tests/test_face.py",)),
     # Nearly missed then.

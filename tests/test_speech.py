@@ -4,7 +4,6 @@ import torch
 from stream.lipsync.procedural import ProceduralLipSync
 
 from stream import LipstreamError
-from stream.sources.chunker import sentences
 from stream.sources.tts_espeak import EspeakTTS
 
 
@@ -21,27 +20,6 @@ def test_espeak_streams_chunks_of_speech():
 def test_unknown_voice_is_a_clear_error():
     with pytest.raises(LipstreamError, match="unknown eSpeak voice"):
         EspeakTTS("xx-nonexistent")
-
-
-def test_sentences_split_for_early_audio():
-    assert sentences("One. Two!  Three?\n\nFour") == ["One.", "Two!", "Three?", "Four"]
-    long = "word, " * 100
-    parts = sentences(long)
-    assert len(parts) > 1 and all(0 < len(s) <= 220 for s in parts)
-
-
-def test_chunking_loses_duplicates_and_reorders_nothing():
-    import random
-
-    rng = random.Random(1)
-    words = ["alpha", "beta,", "gamma.", "delta!", "epsilon;", "zeta?", "eta", "theta:", "iota", "x" * 230]
-    for _ in range(200):
-        text = " ".join(rng.choice(words) for _ in range(rng.randrange(1, 120)))
-        if rng.random() < 0.3:
-            text = text.replace(" ", "\n\n", 3)
-        parts = sentences(text)
-        assert " ".join(parts).split() == text.split(), text  # every word once, in order
-        assert all(p.strip() == p and p for p in parts)
 
 
 def test_procedural_mouth_opens_with_loudness():

@@ -13,7 +13,7 @@ _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 _CLAUSE = re.compile(rf"[,;:\u2014\u2013\uff0c\u3001]{_CLOSE}(?=\s)|[\uff0c\u3001]{_CLOSE}")
 # A full stop after these does not end the sentence ("Dr. Smith", "e.g. this"); nor after an initial ("J. Smith").
 ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st mt vs etc e.g i.e cf al approx dept est fig inc ltd co corp no nos vol "
+    "mr mrs ms dr prof sr jr st mt vs etc e.g i.e a.m p.m cf al approx dept est fig inc ltd co corp no nos vol "
     "jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun".split())
 
 

@@ -7,7 +7,8 @@ import numpy as np
 
 from ..frames import PcmChunk, TextChunk
 from ..pipeline import Stage
-from .chunker import sentences
+from ..errors import LipstreamError
+from .chunker import Chunker, sentences
 
 
 class TTSStage(Stage):
@@ -25,6 +26,32 @@ class TTSStage(Stage):
 def text_source(text: str) -> Iterator[TextChunk]:
     for sentence in sentences(text):
         yield TextChunk(sentence)
+
+
+def streamed_text_source(pieces: Iterator[str | None], check=None) -> Iterator[TextChunk | None]:
+    """Text that arrives in pieces (stdin) → chunks to speak as soon as each is complete; None passes
+    through (nothing new yet). `check` sees the first chunk with words (the voice's script warning)."""
+    chunker, words = Chunker(), False
+    for piece in pieces:
+        if piece is None:
+            yield None
+            continue
+        for chunk in chunker.feed(piece):
+            words = _first_words(chunk, words, check)
+            yield TextChunk(chunk)
+    for chunk in chunker.flush():
+        words = _first_words(chunk, words, check)
+        yield TextChunk(chunk)
+    if not words:
+        raise LipstreamError("empty text on standard input: nothing to say")
+
+
+def _first_words(chunk: str, seen: bool, check) -> bool:
+    if seen or not any(ch.isalnum() for ch in chunk):
+        return seen
+    if check is not None:
+        check(chunk)
+    return True
 
 
 def audio_source(samples: np.ndarray, sample_rate: int, chunk_seconds: float = 0.1) -> Iterator[PcmChunk]:
