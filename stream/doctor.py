@@ -22,7 +22,11 @@ def _installed(distribution: str) -> str:
 
 
 def facts() -> list[tuple[str, str]]:
-    return [("python", platform.python_version())] + [(label, _installed(d)) for label, d in PACKAGES]
+    from ctypes.util import find_library
+
+    portaudio = find_library("portaudio")
+    return ([("python", platform.python_version())] + [(label, _installed(d)) for label, d in PACKAGES]
+            + [("portaudio (mic, preview)", portaudio or "not found (apt-get install libportaudio2)")])
 
 
 def device_facts() -> list[tuple[str, str]]:
@@ -47,7 +51,7 @@ def run(args) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         result = render(os.path.join(tmp, "doctor.mp4"), text="Testing, one, two.", device=args.device,
-                        checkpoint=args.checkpoint, cache=False)
+                        checkpoint=args.checkpoint, tts_model=args.tts_model, tts_config=args.tts_config, cache=False)
     print(f"\nrender on {args.device}: {result.frames} frames in {result.wall_seconds:.2f} s; stages ran on:")
     for stage in result.stages:
         print(f"  {stage}")
@@ -57,3 +61,5 @@ def run(args) -> int:
 def add_args(p) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--checkpoint", help="also load and run this Wav2Lip checkpoint")
+    p.add_argument("--tts-model", help="also load and run this Coqui TTS model (a path or a cached model name)")
+    p.add_argument("--tts-config", help="the Coqui model's config.json")

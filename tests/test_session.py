@@ -164,6 +164,32 @@ def test_interrupt_stops_text_and_the_next_say_speaks():
         assert len(speaking(items)) > 10 and all(f.segment == third for f in speaking(items))
 
 
+def test_text_written_word_by_word_speaks_before_it_is_complete():
+    text = "Hello there, my friend. This reply arrives one word at a time, as a language model writes it."
+    words = text.split(" ")
+    with Session(box=BOX) as s:
+        seg = s.say(words[0] + " ", flush=False)
+        assert all(s.say(w + " ", flush=False) == seg for w in words[1:3])  # "Hello there, my": a first clause
+        deadline, got = time.monotonic() + 30, []
+        while not speaking(got):
+            assert time.monotonic() < deadline, "no speech before the rest of the text"
+            got.append(s.get())
+            time.sleep(0.001)
+        assert not any(isinstance(i, SegmentEnd) for i in got) and speaking(got)[0].segment == seg
+        for w in words[3:]:
+            assert s.say(w + " ", flush=False) == seg
+        assert s.end_segment() == seg
+        items = got + drain(s, ends(1))
+        streamed = speaking(items)
+        assert items[-1] == SegmentEnd(seg, items[-1].playback_position, False)
+        assert all(f.segment == seg for f in streamed)
+        whole = s.say(text)
+        said = speaking(drain(s, ends(1)))
+        assert all(f.segment == whole for f in said)
+        # the same words in the same order: the same speech, give or take eSpeak's pauses between pieces
+        assert 0.85 < len(streamed) / len(said) < 1.3, (len(streamed), len(said))
+
+
 def test_mouth_follows_the_sound_with_no_frame_of_offset():
     """The procedural mouth gap against the loudness of the audio yielded with each frame."""
     with Session() as s:
