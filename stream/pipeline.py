@@ -51,6 +51,7 @@ class Pipeline:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._lock = threading.Lock()
+        self.warmup_seconds = 0.0  # the stages' one-off work (kernel compilation) before the first item
 
     def _fail(self, e: BaseException) -> None:
         with self._lock:
@@ -121,8 +122,10 @@ class Pipeline:
         threads.append(_thread(feed, "source"))
         started: list[threading.Event] = []
         try:  # a Ctrl-C at any moment still stops and waits for every thread that was started
+            warm = time.perf_counter()
             for stage in self.stages:
                 stage.warmup()
+            self.warmup_seconds = time.perf_counter() - warm
             with _signals_deferred():  # an interrupt inside Thread.start would lose track of that thread
                 for thread, done in threads:
                     thread.start()

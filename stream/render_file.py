@@ -37,6 +37,7 @@ class RenderResult:
     busy: dict[str, float]  # seconds each stage spent working (an upper bound: includes blocked emits)
     first_frame_seconds: float | None = None  # from the call to the first muxed frame, set-up included
     process_seconds: float | None = None  # from the start of the process (imports included) to the end
+    setup_seconds: float | None = None  # of wall_seconds: avatar, model load, graph capture, kernel compilation
 
     @property
     def realtime_factor(self) -> float:
@@ -46,8 +47,9 @@ class RenderResult:
     def summary(self) -> str:
         first = f", first frame at {self.first_frame_seconds:.2f} s" if self.first_frame_seconds is not None else ""
         since = f", {self.process_seconds:.2f} s since the process started" if self.process_seconds is not None else ""
+        setup = f", set-up and warm-up {self.setup_seconds:.2f} s" if self.setup_seconds is not None else ""
         return (f"{self.output}: {self.frames} frames, {self.speech_seconds:.2f} s of speech in "
-                f"{self.wall_seconds:.2f} s ({self.realtime_factor:.2f}× real time{first}{since}) | "
+                f"{self.wall_seconds:.2f} s ({self.realtime_factor:.2f}× real time{setup}{first}{since}) | "
                 + " · ".join(self.stages))
 
 
@@ -63,17 +65,23 @@ def process_age() -> float | None:
 
 
 def render(output: str, *, text: str | None = None, text_file: str | None = None, audio: str | None = None,
-           config: RenderConfig | str | None = None, progress: Progress | None = None, on_tick=None,
+           mic=None, config: RenderConfig | str | None = None, progress: Progress | None = None, on_tick=None,
            **settings) -> RenderResult:
     """Text (or an audio file) → lip-synced MP4 at `output`. Settings are `RenderConfig` fields.
+    `mic`: a `stream.sources.mic.Microphone` (True: the default input, until its `stop()`), rendered
+    while it records; `stop()` ends the recording and the file is finished.
     `text_file="-"` reads standard input as it arrives (an LLM's tokens piped in)."""
     started = time.perf_counter()
-    if sum(x is not None for x in (text, text_file, audio)) != 1:
-        raise LipstreamError("give exactly one of text, text_file or audio")
+    if sum(x is not None for x in (text, text_file, audio, mic)) != 1:
+        raise LipstreamError("give exactly one of text, text_file, audio or mic")
     cfg = as_config(config, **settings)
     check_writable(output)
     device = resolve_device(cfg.device)
-    if audio is not None:
+    if mic is not None:
+        from .sources.mic import Microphone
+
+        source, speech = (Microphone() if mic is True else mic).chunks(), None
+    elif audio is not None:
         samples, rate = read_audio(audio)
         source, speech = audio_source(samples, rate), None
     else:
@@ -103,7 +111,9 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         ) if s is not None]
         for s in stages:
             log.info("stage %s", s.describe())
-        Pipeline(stages).run(source, poll=on_tick)
+        loaded = time.perf_counter() - started
+        pipeline = Pipeline(stages)
+        pipeline.run(source, poll=on_tick)
     finally:
         runtime.release_worker(worker)
     return RenderResult(
@@ -115,5 +125,6 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         busy={s.name: round(s.busy, 3) for s in stages},
         first_frame_seconds=progress.first_frame_at - started if progress.first_frame_at else None,
         process_seconds=process_age(),
+        setup_seconds=loaded + pipeline.warmup_seconds,
     )
 

@@ -62,6 +62,9 @@ def test_render_with_wav2lip_checkpoint(tmp_path, wav2lip_checkpoint):
                     box=BOX, progress=progress)
     _check_video(out, progress.speech_samples, moving=False)
     assert "lipsync wav2lip" in result.summary() and "folded channels_last" in result.summary()
+    # Loading the checkpoint and folding it is set-up, reported apart from the render it is part of.
+    assert 0 < result.setup_seconds < result.first_frame_seconds <= result.wall_seconds
+    assert f"set-up and warm-up {result.setup_seconds:.2f} s" in result.summary()
 
 
 def test_render_from_audio_file_at_other_fps(tmp_path, speech_22k):
