@@ -17,8 +17,11 @@ def _render_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--text", help="what the avatar says")
     src.add_argument("--text-file", metavar="F", help="UTF-8 text file to say; - reads standard input as it arrives")
     src.add_argument("--audio", metavar="FILE", help="speech audio to lip-sync instead of TTS")
+    src.add_argument("--mic", action="store_true", help="record the microphone until Ctrl-C (or --seconds) and lip-sync it")
+    p.add_argument("--seconds", type=float, metavar="N", help="with --mic: stop recording after N seconds")
     _settings_args(p)
-    p.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4", help="output file (default out.mp4)")
+    p.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4",
+                   help="output: .mp4 (default out.mp4), .mov, .mkv, .h264 (video only), or - for fragmented MP4 on stdout")
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -33,6 +36,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help="offer only 127.0.0.1 to WebRTC (tests and benchmarks: no traffic off this machine)")
     p.add_argument("--max-sessions", type=int, help="live sessions at once (default: from the measured capacity)")
     p.add_argument("--lead", type=float, help="seconds of frames each session keeps ready ahead (default 0.2)")
+    from .push.command import add_push_args  # --push URL: one broadcast beside the browser sessions
+
+    add_push_args(p)
     _settings_args(p)
 
 
@@ -107,19 +113,57 @@ def _cmd_render(args) -> int:
     cfg = make_config(args.config, **_settings(args))
     check_writable(args.output)
     stdin = args.text_file == "-"  # read as it arrives, by render
-    text = read_text(args.text, args.text_file) if args.audio is None and not stdin else None
+    mic = _microphone(args)
+    text = read_text(args.text, args.text_file) if args.audio is None and mic is None and not stdin else None
 
     from .audio.schedule import Progress
     from .render_file import render
 
     progress = Progress()
     bar = _Bar(progress)
+    from .sources.mic import stop_on_interrupt
+
     try:
-        result = render(args.output, text=text, text_file="-" if stdin else None, audio=args.audio, config=cfg,
-                        progress=progress, on_tick=bar.tick)
+        with stop_on_interrupt(mic):  # Ctrl-C ends a recording: the file is finished, exit 0
+            result = render(args.output, text=text, text_file="-" if stdin else None, audio=args.audio, mic=mic,
+                            config=cfg, progress=progress, on_tick=bar.tick)
     finally:
         bar.close()
-    print(result.summary())
+    print(result.summary(), file=sys.stderr if args.output == "-" else sys.stdout)  # stdout holds the video
+    return 0
+
+
+def _microphone(args):
+    """--mic: the default input, checked (PortAudio, a device) before torch loads; None without --mic."""
+    if args.seconds is not None and not args.mic:
+        raise LipstreamError("--seconds goes with --mic")
+    if not args.mic:
+        return None
+    from .sources.mic import Microphone
+
+    return Microphone(seconds=args.seconds)
+
+
+def _preview_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="what the avatar says")
+    src.add_argument("--text-file", metavar="F", help="UTF-8 text file to say")
+    src.add_argument("--mic", action="store_true", help="the microphone, live, until Ctrl-C (or --seconds)")
+    p.add_argument("--seconds", type=float, metavar="N", help="with --mic: stop recording after N seconds")
+    p.add_argument("--port", type=int, default=8080, help="without a display: port of the preview page (default 8080)")
+    _settings_args(p)
+
+
+def _cmd_preview(args) -> int:
+    from .config import make_config
+    from .sources.chunker import read_text
+
+    cfg = make_config(args.config, **_settings(args))
+    mic = _microphone(args)
+    text = read_text(args.text, args.text_file) if mic is None else None
+    from .sinks.preview import preview
+
+    print(preview(cfg, text=text, mic=mic, port=args.port).summary())
     return 0
 
 
@@ -151,7 +195,12 @@ def _cmd_serve(args) -> int:
         offer_loopback(only=args.ice_loopback_only)  # a browser on this machine reaches a loopback server over loopback
     server = Server(cfg, token=token, ice_servers=args.ice_server, video=args.video)
     shown = f"http://{args.host}:{args.port}/" + ("?token=…" if token else "")
-    web.run_app(server.app(), host=args.host, port=args.port, print=lambda *_: print(f"lipstream: serving on {shown}"),
+    app = server.app()
+    if args.push:
+        from .push.broadcast import serve_push
+
+        serve_push(app, server, args.push, args.push_token or os.environ.get("LIPSTREAM_PUSH_TOKEN"), args.profile)
+    web.run_app(app, host=args.host, port=args.port, print=lambda *_: print(f"lipstream: serving on {shown}"),
                 access_log=None)
     return 0
 
@@ -172,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors and the summary")
     _render_args(sub.add_parser("render", parents=[quiet], help="text or audio → lip-synced MP4"))
     _serve_args(sub.add_parser("serve", parents=[quiet], help="live avatars over WebRTC: a page, an HTTP API, events, metrics"))
+    _preview_args(sub.add_parser("preview", parents=[quiet], help="a live session seen and heard here: a window "
+                                 "(or a local page without a display) and the speaker"))
     voices = sub.add_parser("voices", parents=[quiet], help="the embedded eSpeak NG voices and their languages")
     voices.add_argument("language", nargs="?", help="only voices of this language (en, de, cmn…)")
     from .bench import (
@@ -182,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     from .doctor import add_args as _doctor_args
 
     _doctor_args(sub.add_parser("doctor", parents=[quiet], help="what this machine offers, and where each stage runs"))
+    from .push.command import add_args as _stream_args
+
+    _stream_args(sub.add_parser("stream", parents=[quiet], help="one live avatar, always on air, pushed to RTMP(S) or WHIP"))
     args = parser.parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
@@ -190,10 +244,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("bench", "doctor"):
             module = importlib.import_module(f".{args.command}", __package__)
             return module.run(args)
+        if args.command == "stream":
+            from .push.command import run as _stream
+
+            return _stream(args)
         if args.command == "serve":
             return _cmd_serve(args)
         if args.command == "voices":
             return _cmd_voices(args)
+        if args.command == "preview":
+            return _cmd_preview(args)
         return _cmd_render(args)
     except LipstreamError as e:
         print(f"lipstream: error: {e}", file=sys.stderr)

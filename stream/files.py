@@ -69,12 +69,23 @@ def write_atomically(path: str, data: bytes) -> None:
     commit(tmp, path)
 
 
+OUTPUT_KINDS = (".mp4", ".m4v", ".mov", ".mkv", ".h264", "-")  # the containers of sinks/file.py; - is stdout
+
+
+def output_kind(path: str) -> str:
+    """The output's extension (lower case), or - for standard output; one the sinks cannot write is an error."""
+    kind = "-" if path == "-" else os.path.splitext(path)[1].lower()
+    if kind not in OUTPUT_KINDS:
+        raise LipstreamError(f"output {path} must end in .mp4, .m4v, .mov, .mkv or .h264 (or be - for standard output)")
+    return kind
+
+
 def check_writable(path: str) -> None:
     """Fail before any work if `path` cannot be created."""
+    if output_kind(path) == "-":
+        return
     if os.path.isdir(path):
         raise LipstreamError(f"output {path} is a directory")
-    if not path.lower().endswith((".mp4", ".m4v", ".mov")):
-        raise LipstreamError(f"output {path} must end in .mp4")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise LipstreamError(f"cannot write {path}: folder {folder} does not exist")

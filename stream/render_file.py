@@ -12,10 +12,10 @@ from .audio.schedule import FrameScheduler, Progress
 from .config import RenderConfig, as_config
 from .device import resolve_device
 from .errors import LipstreamError
-from .files import check_writable
+from .files import check_writable, output_kind
 from .lipsync.backends import LipSyncStage
 from .pipeline import Pipeline
-from .sinks.mp4 import Mp4Sink
+from .sinks.file import CONTAINERS, FileSink
 from .sources.chunker import read_text
 from .sources.media import read_audio
 from .sources.speech import TTSStage, audio_source, streamed_text_source, text_source
@@ -100,14 +100,18 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
             log.info("no Wav2Lip checkpoint configured: using the procedural mouth (give --checkpoint for Wav2Lip)")
         progress = progress or Progress()
         h, w = avatar.size
-        video = VideoFormat(w, h, cfg.fps, cfg.preset, cfg.crf)
+        box = CONTAINERS[output_kind(output)]
+        every = box.keyint_seconds  # fragments start at key frames
+        video = VideoFormat(w, h, cfg.fps, cfg.preset, cfg.crf, keyint=round(every * cfg.fps) if every else None)
+        if output_kind(output) == ".h264":
+            log.info("%s holds the video stream alone (no audio)", output)
         stages = [s for s in (
             speech,
             FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, progress),
             LipSyncStage(worker, avatar),
             ComposeStage(avatar, worker.dtype),
             EncodeStage(X264Encoder(video), device),
-            Mp4Sink(output, video, progress),
+            FileSink(output, video, progress),
         ) if s is not None]
         for s in stages:
             log.info("stage %s", s.describe())

@@ -63,6 +63,9 @@ def test_unwritable_output_checked_first(capsys, tmp_path):
     assert code != 0 and "does not exist" in capsys.readouterr().err
     (tmp_path / "taken.mp4").mkdir()
     assert "is a directory" in _run(capsys, tmp_path, "--text", "hi", out_name="taken.mp4/")
+    assert _run(capsys, tmp_path, "--text", "hi", out_name="out.avi") == (
+        f"lipstream: error: output {tmp_path / 'out.avi'} must end in .mp4, .m4v, .mov, .mkv or .h264 "
+        "(or be - for standard output)")
 
 
 def test_bad_config(capsys, tmp_path):

@@ -9,12 +9,12 @@ import torch
 
 from stream.audio.schedule import Progress
 from stream.frames import FrameBatch
-from stream.sinks.mp4 import Mp4Sink
+from stream.sinks.file import FileSink
 from stream.video.encode import EncodeStage, VideoFormat, X264Encoder
 
 
 def _write(path, fmt: VideoFormat, n=30):
-    encode, sink = EncodeStage(X264Encoder(fmt), torch.device("cpu")), Mp4Sink(str(path), fmt, Progress())
+    encode, sink = EncodeStage(X264Encoder(fmt), torch.device("cpu")), FileSink(str(path), fmt, Progress())
     batches = []
     frames = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (n, fmt.height, fmt.width, 3), dtype=np.uint8))
     encode.process(FrameBatch(0, n, np.zeros(n * 48000 // fmt.fps, np.float32), frames=frames), batches.append)
@@ -110,3 +110,44 @@ def test_a_render_that_fails_midway_leaves_nothing(tmp_path, monkeypatch):
         render(str(tmp_path / "x.mp4"), text="One sentence. Another sentence. A third one, to be sure.",
                box=(67, 170, 177, 270))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name,streams", [("v.mkv", ["video", "audio"]), ("v.mov", ["video", "audio"]),
+                                          ("v.h264", ["video"])])
+def test_other_containers_hold_the_same_packets(tmp_path, name, streams):
+    _write(tmp_path / "v.mp4", VideoFormat(128, 96, 25))
+    _write(tmp_path / name, VideoFormat(128, 96, 25))
+
+    def packets(path):
+        with av.open(str(path)) as c:
+            return [s.type for s in c.streams], [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
+
+    kinds, got = packets(tmp_path / name)
+    _, want = packets(tmp_path / "v.mp4")
+    assert kinds == streams and len(got) == len(want) == 30
+    if name != "v.h264":  # the raw stream has no packet boundaries to compare, only frames
+        assert [p[-200:] for p in got] == [p[-200:] for p in want]  # the same coded slices
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["v.mp4", name])
+
+
+def test_standard_output_gets_fragmented_mp4_and_the_summary_goes_to_stderr(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "stream.cli", "render", "--text", "Fragments, one a second, for a pipe.",
+                           "--box", "67", "170", "177", "270", "-o", "-"], cwd=ROOT, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    data = proc.stdout
+    assert data[4:8] == b"ftyp" and data.count(b"moof") >= 2  # playable from the first fragment on
+    assert b"frames" in proc.stderr and b"frames" not in data[-300:]
+    out = tmp_path / "piped.mp4"
+    out.write_bytes(data)
+    with av.open(str(out)) as c:
+        video = list(c.decode(video=0))
+        keys = [round(f.time * 25) for f in video if f.key_frame]
+        assert len(video) > 50 and keys[:2] == [0, 25]  # a key frame (and a fragment) every second
+        c.seek(0)
+        audio = next(c.decode(audio=0))
+        assert video[0].time == audio.time == 0  # they start together: no B-frame delay without an edit list

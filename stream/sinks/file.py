@@ -1,0 +1,130 @@
+"""The file sink: encoded packets and 48 kHz audio muxed as they come, by the output's name:
+
+- `.mp4` / `.m4v` / `.mov`: written to a temporary name beside the output (memory stays flat however
+  long the render), the index moved to the front at the end (faststart, for players that stream),
+  then renamed into place whole;
+- `.mkv`: Matroska, H.264 and AAC, the same way;
+- `.h264`: the Annex B video stream alone (no audio), the same way;
+- `-`: fragmented MP4 on standard output, a fragment a second, playable while it is written.
+"""
+from __future__ import annotations
+
+import fractions
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from ..audio.schedule import OUT_RATE, Progress
+from ..errors import LipstreamError
+from ..files import commit, discard, output_kind, temporary_beside
+from ..frames import FrameBatch
+from ..pipeline import Stage
+from ..video.encode import VideoFormat
+
+log = logging.getLogger("lipstream")
+
+
+@dataclass(frozen=True)
+class Container:
+    format: str  # FFmpeg's muxer
+    options: dict
+    audio: bool = True
+    keyint_seconds: float | None = None  # a key frame this often (fragments start at key frames)
+
+
+CONTAINERS = {
+    ".mp4": Container("mp4", {"movflags": "+faststart"}),
+    ".m4v": Container("mp4", {"movflags": "+faststart"}),
+    ".mov": Container("mov", {"movflags": "+faststart"}),
+    ".mkv": Container("matroska", {}),
+    ".h264": Container("h264", {}, audio=False),
+    # delay_moov: the header waits for the first fragment, so its edit list can take out the
+    # B-frames' delay (without it the video starts two frames, 80 ms, after the audio).
+    "-": Container("mp4", {"movflags": "frag_keyframe+empty_moov+default_base_moof+delay_moov"}, keyint_seconds=1.0),
+}
+
+
+class FileSink(Stage):
+    name = "file"
+
+    def __init__(self, path: str, video: VideoFormat, progress: Progress):
+        self.path, self.video, self.progress = path, video, progress
+        self.container = CONTAINERS[output_kind(path)]
+        c = self.container
+        self.engine = f"pyav {c.format}" + (" + aac" if c.audio else " (video only)") + (" to stdout" if path == "-" else "")
+        self._tmp: str | None = None  # made by the first item, in the pipeline's run: its close() removes it
+        self._opened = False
+        self._done = False
+        self._audio_pts = 0
+        self.frames = 0
+
+    def _open(self) -> None:
+        c = self.container
+        if self.path == "-":
+            target = sys.stdout.buffer
+        else:
+            target = self._tmp = temporary_beside(self.path)
+        try:
+            self._out = av.open(target, "w", format=c.format, options=c.options)
+        except av.FFmpegError as e:
+            if self._tmp is not None:
+                discard(self._tmp)
+            raise LipstreamError(f"cannot write {self.path}: {e}") from None
+        self._opened = True
+        # PyAV opens this track's own libx264 to write the avcC header: configured as the real
+        # encoder, its SPS/PPS are the ones in the packets.
+        self._video = self._out.add_stream("libx264", rate=self.video.fps)
+        self.video.configure(self._video.codec_context)
+        self._video.time_base = fractions.Fraction(1, self.video.fps)
+        self._audio = None
+        if c.audio:
+            self._audio = self._out.add_stream("aac", rate=OUT_RATE)
+            self._audio.layout = "mono"
+
+    def process(self, item: FrameBatch, emit) -> None:
+        if not self._opened:
+            self._open()
+        for packet in item.packets:
+            packet.stream = self._video
+            self._out.mux(packet)
+        if len(item.audio) and self._audio is not None:
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(item.audio).reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate, frame.pts = OUT_RATE, self._audio_pts
+            self._audio_pts += len(item.audio)
+            for packet in self._audio.encode(frame):
+                self._out.mux(packet)
+        if self.progress.first_frame_at is None and item.count:
+            self.progress.first_frame_at = time.perf_counter()
+        self.frames += item.count
+        self.progress.done = self.frames
+        emit(item)
+
+    def finish(self, emit) -> None:
+        if not self._opened:
+            raise LipstreamError("nothing to render: the speech is empty")
+        for packet in self._audio.encode(None) if self._audio is not None else ():
+            self._out.mux(packet)
+        if self.frames == 0:
+            raise LipstreamError("nothing to render: the speech is empty")
+        self._out.close()
+        self._done = True
+        if self._tmp is not None:
+            commit(self._tmp, self.path)
+        else:
+            sys.stdout.flush()
+
+    def close(self) -> None:
+        """A render that failed or was interrupted leaves nothing behind (on stdout: what was sent stays sent)."""
+        if not self._done and self._opened:
+            self._done = True
+            try:
+                self._out.close()
+            except Exception:  # noqa: BLE001 - the half-written file is removed whatever state it is in
+                pass
+            if self._tmp is not None:
+                discard(self._tmp)
