@@ -44,14 +44,17 @@ class PreviewResult:
     where: str = ""  # "window", "page http://…", or "headless"
     first_speaking_seconds: float | None = None  # from the start to the first speaking frame shown
     window_size: tuple | None = None
+    speech_seconds: float = 0.0  # the utterances' playback positions at their SegmentEnds
+    wall_seconds: float = 0.0  # from the start of playback to the end
 
     def summary(self) -> str:
         off = ""
         if self.offsets_ms:
             o = np.asarray(self.offsets_ms)
-            off = f", A/V offset at the speaker median {np.median(o):.1f} ms (p95 |offset| {np.percentile(np.abs(o), 95):.1f} ms)"
+            off = f", frame shown after its sound by median {np.median(o):.1f} ms (p95 |offset| {np.percentile(np.abs(o), 95):.1f} ms)"
         audio = f"{self.samples_played / 48000:.2f} s of audio played" if self.audio_played else "audio not played"
-        return f"preview ({self.where}): {self.frames} frames shown, {self.speaking_frames} speaking, {audio}{off}"
+        return (f"preview ({self.where}): {self.speech_seconds:.2f} s of speech in {self.wall_seconds:.2f} s, "
+                f"{self.frames} frames shown, {self.speaking_frames} speaking, {audio}{off}")
 
 
 class Speaker:
@@ -95,7 +98,8 @@ class Speaker:
             self.buffered -= n
             now, dac = time_info.currentTime, time_info.outputBufferDacTime
             delay = dac - now if now > 0 and dac > now else self.latency  # ALSA's may be 0: the stream's latency
-            self._anchor = (start, time.monotonic() + delay, n)
+            if n or self._anchor is None:  # a block of silence only (underrun) keeps the last block's anchor
+                self._anchor = (start, time.monotonic() + delay, n)
             if n < frames and self.speaking:
                 self.underruns += 1
         out[n:] = 0.0
@@ -149,7 +153,7 @@ class Player:
         self.expect_more = segments is None  # with the mic: a segment end is the end once the mic has stopped
         self._pump = threading.Thread(target=self._run, name="preview-pump", daemon=True)
 
-    def start(self) -> "Player":
+    def start(self) -> Player:
         self.t0 = time.monotonic()
         self._pump.start()
         return self
@@ -179,6 +183,7 @@ class Player:
                 if item is None:
                     break
                 if isinstance(item, SegmentEnd):
+                    self.result.speech_seconds += item.playback_position
                     with self._lock:
                         self._ended += 1
                         if self.want is not None and self._ended >= self.want:
@@ -230,6 +235,7 @@ class Player:
         return shown
 
     def close(self) -> None:
+        self.result.wall_seconds = time.monotonic() - self.t0
         self._stop.set()
         self._pump.join(timeout=2.0)
         if self.speaker is not None:
@@ -267,12 +273,21 @@ def _window(player: Player, title: str, poll_ms: int = 4, on_tick=None) -> None:
             return
         root.after(poll_ms, tick)
 
+    errors: list[BaseException] = []
+
+    def report(kind, error, tb):  # Tk would print a callback's exception and go on; Ctrl-C must end it
+        errors.append(error)
+        root.quit()
+
+    root.report_callback_exception = report
     root.protocol("WM_DELETE_WINDOW", player.stop)
     root.after(poll_ms, tick)
     try:
         root.mainloop()
     finally:
         root.destroy()
+    if errors:
+        raise errors[0]
 
 
 def _headless(player: Player, on_tick=None) -> None:
@@ -287,7 +302,7 @@ def _headless(player: Player, on_tick=None) -> None:
 
 
 def preview(config=None, *, text: str | None = None, mic=None, display: str | None = None, port: int = 8080,
-            output_device=None, **settings) -> PreviewResult:
+            output_device=None, on_address=None, **settings) -> PreviewResult:
     """A live session that says `text` (or hears `mic`, a `stream.sources.mic.Microphone`, until it
     stops), heard on the speaker and seen in a window. `display`: "window", "page" or "none"
     (frames consumed unseen); default a window when `DISPLAY` is set, else the page."""
@@ -297,7 +312,7 @@ def preview(config=None, *, text: str | None = None, mic=None, display: str | No
     if display not in ("window", "page", "none"):
         raise LipstreamError(f"display must be window, page or none, not {display!r}")
     if display == "page":
-        return _serve(config, text=text, mic=mic, port=port, **settings)
+        return _serve(config, text=text, mic=mic, port=port, on_address=on_address, **settings)
     from ..sources.mic import feed_session, stop_on_interrupt
 
     if display == "window":
@@ -338,7 +353,7 @@ def preview(config=None, *, text: str | None = None, mic=None, display: str | No
     return player.result
 
 
-def _serve(config, *, text, mic, port: int, **settings) -> PreviewResult:
+def _serve(config, *, text, mic, port: int, on_address=None, **settings) -> PreviewResult:
     """No display: `lipstream serve`'s page on 127.0.0.1; each page's session says the text (or hears
     the microphone). Ends once a page has heard the whole text (or the microphone has stopped)."""
     import asyncio
@@ -348,7 +363,8 @@ def _serve(config, *, text, mic, port: int, **settings) -> PreviewResult:
 
     from ..config import as_config
     from ..serve.app import Server
-    from ..serve.ice import offer_loopback
+    from ..serve.ice import _gather, aioice, offer_loopback
+    ice = aioice.ice
     from ..sources.mic import feed_session, stop_on_interrupt
 
     cfg = as_config(config, **settings)
@@ -364,11 +380,10 @@ def _serve(config, *, text, mic, port: int, **settings) -> PreviewResult:
             def on_event(name, data, emit=emit):
                 emit(name, data)
                 if name == "segment_end" and data.get("segment") == said.get(viewer.id):
+                    result.speech_seconds += data.get("playback_position", 0.0)
                     loop.call_soon_threadsafe(done.set)
-                elif name == "speaking":
-                    result.speaking_frames += 1
 
-            viewer.media._events = on_event
+            viewer.media._events = on_event  # the media pump's events, before it starts
             viewer.emit = emit
             if text is not None:
                 said[viewer.id] = viewer.session.say(text)
@@ -376,21 +391,32 @@ def _serve(config, *, text, mic, port: int, **settings) -> PreviewResult:
                 feeds.append(feed_session(viewer.session, mic))
             return response
 
+        def _on_frame(self, viewer, frame, late):
+            super()._on_frame(viewer, frame, late)
+            result.frames += 1
+            result.speaking_frames += frame.speaking
+
     said: dict[str, int] = {}
 
     async def run():
         nonlocal loop, done
         loop, done = asyncio.get_running_loop(), asyncio.Event()
-        offer_loopback()
+        if ice.get_host_addresses is _gather:  # not already restricted (tests): a browser here reaches it on loopback
+            offer_loopback(only=False)
         server = PreviewServer(cfg)
         runner = web.AppRunner(server.app(), access_log=None)
         await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", port)
         try:
-            await web.TCPSite(runner, "127.0.0.1", port).start()
+            await site.start()
         except OSError as e:
             await runner.cleanup()
             raise LipstreamError(f"cannot serve the preview page on 127.0.0.1:{port} ({e.strerror}); try --port") from None
-        print(f"lipstream: no display: open http://127.0.0.1:{port}/ to see and hear the preview", flush=True)
+        address = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
+        result.where = f"page {address}"
+        print(f"lipstream: no display: open {address} to see and hear the preview", flush=True)
+        if on_address is not None:
+            on_address(address)
         try:
             while not done.is_set():
                 if feeds and feeds[0].ended:
