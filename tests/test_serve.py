@@ -197,6 +197,28 @@ def test_a_keyframe_request_gets_an_idr_at_once():
     assert not any(sent[:before]) and sent[before]
 
 
+def test_video_goes_on_with_an_idr_after_an_interrupt_drops_packets():
+    async def main():
+        async with serving() as (server, base):
+            c = PeerClient(base)
+            await c.connect()
+            await until(lambda: len(c.video) > 30)  # past the first IDR, before the next periodic one
+            viewer = next(iter(server.viewers.values()))
+            sent = []
+            original = viewer.media.video.put
+            viewer.media.video.put = lambda packet: (sent.append(packet.is_keyframe), original(packet))
+            await asyncio.sleep(0.2)
+            before = len(sent)
+            async with aiohttp.ClientSession() as http:
+                assert (await http.post(f"{base}/sessions/{viewer.id}/interrupt")).status == 200
+            await asyncio.sleep(0.1)
+            await c.close()
+            return sent, before
+
+    sent, before = asyncio.run(main())
+    assert not any(sent[:before]) and sent[before]  # the queue may have held P-frames the viewer now lacks
+
+
 def test_connect_speak_disconnect_cycles_leave_nothing_behind():
     async def main():
         async with serving() as (server, base):

@@ -173,7 +173,7 @@ class Server:
                                     on_frame=lambda f, late: self._on_frame(viewer, f, late),
                                     preset=self.config.preset)
         try:
-            self._attach(pc, viewer.media)  # first: the codec preferences apply when the offer is read
+            self.attach(pc, viewer.media)  # first: the codec preferences apply when the offer is read
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as e:  # noqa: BLE001 - aiortc's many ways of refusing an SDP all mean a bad offer
@@ -195,7 +195,9 @@ class Server:
         log.info("session %s: offer answered (%s video)", sid, self.video)
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "session": sid})
 
-    def _attach(self, pc: RTCPeerConnection, media: SessionMedia) -> None:
+    @staticmethod
+    def attach(pc: RTCPeerConnection, media: SessionMedia) -> None:
+        """Adds the media's tracks to `pc` (H.264 only with lipstream's encoder, whose IDRs answer keyframe requests)."""
         for kind, track in (("audio", media.audio), ("video", media.video)):
             sender = pc.addTrack(track)
             if kind == "video" and media.mode == "lipstream":

@@ -32,9 +32,9 @@ class QueueTrack(MediaStreamTrack):
     """A track whose `recv` returns what the pump put, each item not before `due(item)` (loop time)
     when `due` is given; a full queue drops its oldest item (live media)."""
 
-    def __init__(self, kind: str, depth: int, due=None):
+    def __init__(self, kind: str, depth: int, due=None, on_drop=None):
         super().__init__()
-        self.kind, self._due = kind, due
+        self.kind, self._due, self._on_drop = kind, due, on_drop
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=depth)
 
     async def recv(self):
@@ -51,6 +51,8 @@ class QueueTrack(MediaStreamTrack):
     def put(self, item) -> None:
         if self._queue.full():
             self._queue.get_nowait()
+            if self._on_drop is not None:
+                self._on_drop()
         self._queue.put_nowait(item)
 
     def clear(self) -> None:
@@ -67,15 +69,11 @@ class SessionMedia:
     `speaking`, `segment_end` and `error`, `on_frame(frame, late_seconds)` every tick."""
 
     def __init__(self, session: Session, video: str = "lipstream", events=None, on_frame=None,
-                 preset: str = "veryfast", crf: int = 23):
+                 preset: str = "veryfast", crf: int = 23, video_format: VideoFormat | None = None):
         if video not in VIDEO_MODES:
             raise ValueError(f"video must be one of {VIDEO_MODES}, not {video!r}")
         self.session, self.mode = session, video
-        self.video = QueueTrack("video", depth=4)
-        # A tick's audio is more than one 20 ms packet: each leaves at its own time on the sample
-        # clock, so the RTP timestamps of both tracks map to send times alike (RTCP SR, lip sync).
-        self.audio = QueueTrack("audio", depth=4 * 48000 // session.fps // AUDIO_CHUNK + 2,
-                                due=lambda frame: self._start + frame.pts / 48000)
+        self.new_tracks()
         self._start = 0.0  # loop time of tick 0
         self._events = events or (lambda name, data: None)
         self._on_frame = on_frame or (lambda frame, late: None)
@@ -85,9 +83,19 @@ class SessionMedia:
         self._pending = np.zeros(0, np.int16)
         self._task: asyncio.Task | None = None
         h, w = session.avatar.size
-        self.format = VideoFormat(w, h, session.fps, preset, crf, tune="zerolatency", keyint=session.fps)
+        self.format = video_format or VideoFormat(w, h, session.fps, preset, crf, tune="zerolatency", keyint=session.fps)
         self._encoder = X264Encoder(self.format) if video == "lipstream" else None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")  # one encoder, in order
+
+    def new_tracks(self) -> None:
+        """Fresh `video` and `audio` tracks, for a new peer (a closed peer connection ends its tracks);
+        the pump feeds whichever are current."""
+        # A dropped H.264 packet breaks the frames that refer to it: the next one is then an IDR.
+        self.video = QueueTrack("video", depth=4, on_drop=self.request_keyframe if self.mode == "lipstream" else None)
+        # A tick's audio is more than one 20 ms packet: each leaves at its own time on the sample
+        # clock, so the RTP timestamps of both tracks map to send times alike (RTCP SR, lip sync).
+        self.audio = QueueTrack("audio", depth=4 * 48000 // self.session.fps // AUDIO_CHUNK + 2,
+                                due=lambda frame: self._start + frame.pts / 48000)
 
     def start(self) -> None:
         if self._task is None:
@@ -98,8 +106,10 @@ class SessionMedia:
         self._keyframe = True
 
     def drop_queued(self) -> None:
-        """What waits in the tracks is dropped (an interrupt must not play it)."""
+        """What waits in the tracks is dropped (an interrupt must not play it); lipstream's video
+        goes on with an IDR, since the dropped packets may be what the next frame refers to."""
         self.video.clear()
+        self._keyframe = self._keyframe or self.mode == "lipstream"
         self.audio.clear()
         self._pending = self._pending[:0]
 
@@ -166,10 +176,13 @@ class SessionMedia:
             out.pts, out.time_base = pts, fractions.Fraction(1, VIDEO_RATE)
             self.video.put(out)
             return
-        keyframe, self._keyframe = self._keyframe, False
-        packets = await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._encoder.encode, image, frame.index, "bgr24", keyframe)
-        for packet in packets:
+        for packet in await self._encode(frame, image):
             packet.pts = packet.pts * VIDEO_RATE // self.session.fps
             packet.time_base = fractions.Fraction(1, VIDEO_RATE)
             self.video.put(packet)
+
+    async def _encode(self, frame: Frame, image: np.ndarray | None = None) -> list[av.Packet]:
+        """The tick's H.264 packets from lipstream's encoder (pts in frames), an IDR if one was asked for."""
+        keyframe, self._keyframe = self._keyframe, False
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._encoder.encode, frame.bgr() if image is None else image, frame.index, "bgr24", keyframe)
