@@ -213,6 +213,15 @@ def _terminate(signum, frame):
     raise _Terminated
 
 
+_MODULE_COMMANDS = {  # name: (module with add_args(parser) and run(args), loading nothing heavy; help)
+    "stream": (".push.command", "one live avatar, always on air, pushed to RTMP(S) or WHIP"),
+    "bench": (".bench", "measure the lip-sync stage and a whole render, sessions, serve, TTS engines"),
+    "doctor": (".doctor", "what this machine offers, and where each stage runs"),
+    "render-many": (".render_many", "many renders on Ray, one per line of a JSONL file"),
+    "worker": (".adapters.worker", "a LiveKit Agents worker: lip-synced avatars for agents' rooms"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lipstream", description="Real-time lip-synced talking avatars.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
@@ -225,29 +234,15 @@ def main(argv: list[str] | None = None) -> int:
                                  "(or a local page without a display) and the speaker"))
     voices = sub.add_parser("voices", parents=[quiet], help="the embedded eSpeak NG voices and their languages")
     voices.add_argument("language", nargs="?", help="only voices of this language (en, de, cmn…)")
-    from .bench import (
-        add_args as _bench_args,  # torch-only: works where the media stack is absent
-    )
-
-    _bench_args(sub.add_parser("bench", parents=[quiet], help="measure the lip-sync stage and a whole render"))
-    from .doctor import add_args as _doctor_args
-
-    _doctor_args(sub.add_parser("doctor", parents=[quiet], help="what this machine offers, and where each stage runs"))
-    from .push.command import add_args as _stream_args
-
-    _stream_args(sub.add_parser("stream", parents=[quiet], help="one live avatar, always on air, pushed to RTMP(S) or WHIP"))
+    for name, (module, text) in _MODULE_COMMANDS.items():
+        importlib.import_module(module, __package__).add_args(sub.add_parser(name, parents=[quiet], help=text))
     args = parser.parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="lipstream: %(message)s")
     try:
-        if args.command in ("bench", "doctor"):
-            module = importlib.import_module(f".{args.command}", __package__)
-            return module.run(args)
-        if args.command == "stream":
-            from .push.command import run as _stream
-
-            return _stream(args)
+        if args.command in _MODULE_COMMANDS:
+            return importlib.import_module(_MODULE_COMMANDS[args.command][0], __package__).run(args)
         if args.command == "serve":
             return _cmd_serve(args)
         if args.command == "voices":

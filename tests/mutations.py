@@ -82,6 +82,8 @@ MUTATIONS = [
              "", ("tests/test_serve.py",)),
     Mutation("no-token-check", "stream/serve/app.py", "if not hmac.compare_digest(given.encode(), self.token.encode()):",
              "if False:", ("tests/test_serve.py",)),
+    Mutation("interrupt-without-idr", "stream/serve/media.py",
+             "        self._keyframe = self._keyframe or self.mode == \"lipstream\"\n", "", ("tests/test_serve.py",)),
     Mutation("audio-after-video", "stream/serve/media.py",
              "                self._send_audio(item)\n                await self._send_video(item)\n",
              "                await self._send_video(item)\n                await asyncio.sleep(0.05)\n                self._send_audio(item)\n",
