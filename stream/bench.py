@@ -1,4 +1,4 @@
-"""`lipstream bench lipsync|kernels|sessions|serve`: tables and the same numbers as JSON. Each kind
+"""`lipstream bench lipsync|kernels|sessions|serve|tts`: tables and the same numbers as JSON. Each kind
 lives in its own module, imported when asked for, so the command line starts without torch."""
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ def run(args) -> int:
         from .bench_sessions import run as run_sessions
 
         return run_sessions(args, device, machine, table, _write)
+    if args.what == "tts":
+        from .bench_tts import run as run_tts
+
+        return run_tts(args, device, machine, table, _write)
     if args.what == "serve":
         from .bench_serve import run as run_serve
 
@@ -43,9 +47,9 @@ def _write(path: str | None, result: dict) -> None:
 
 
 def add_args(p) -> None:
-    p.add_argument("what", choices=["lipsync", "kernels", "sessions", "serve"],
+    p.add_argument("what", choices=["lipsync", "kernels", "sessions", "serve", "tts"],
                    help="the lip-sync stage (and a whole render), the frame-path kernels, concurrent live sessions, "
-                        "or lipstream serve with WebRTC viewers")
+                        "lipstream serve with WebRTC viewers, or the speech engines")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--checkpoint", help="Wav2Lip checkpoint (default: random weights, same cost)")
     p.add_argument("--precisions", help="comma list of float32,bfloat16,float16 (default: all this device runs)")
@@ -64,4 +68,6 @@ def add_args(p) -> None:
                    help="sessions: the face box of the bundled avatar, skipping detection")
     p.add_argument("--lead", type=float, help="sessions: seconds of frames kept ready ahead (default 0.2)")
     p.add_argument("--batch-size", type=int, help="sessions: the lip-sync worker's largest batch (default 16)")
+    p.add_argument("--tts-model", help="tts: a Coqui model to measure (default: a tiny random VITS)")
+    p.add_argument("--tts-config", help="tts: its config.json")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
