@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..errors import LipstreamError
 from ..live.session import Session
-from ..serve.app import MAX_JSON, Server, Viewer
+from ..serve.app import Server, Viewer
 from ..serve.media import SessionMedia
 from .retry import kind_of
 
@@ -137,22 +137,6 @@ class Broadcast:
         while not self.viewer.closed:
             await asyncio.sleep(0.1)
         self.finished.set()
-
-
-def control_app(server: Server) -> web.Application:
-    """serve's say / audio / interrupt / events / delete handlers (and its token, errors, health and
-    metrics), without the page and offers: the control of `lipstream stream --control`."""
-    app = web.Application(middlewares=[server._errors, server._auth], client_max_size=MAX_JSON)
-    app.add_routes([
-        web.get("/healthz", server.healthz),
-        web.get("/metrics", server.metrics_text),
-        web.post("/sessions/{id}/say", server.say),
-        web.post("/sessions/{id}/audio", server.audio),
-        web.post("/sessions/{id}/interrupt", server.interrupt),
-        web.delete("/sessions/{id}", server.delete),
-        web.get("/sessions/{id}/events", server.events),
-    ])
-    return app
 
 
 def serve_push(app: web.Application, server: Server, url: str, token: str | None = None, profile: str = "main") -> None:

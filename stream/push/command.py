@@ -89,7 +89,7 @@ async def _main(args, cfg, kind, control, text, samples, stopped) -> int:
 
     from ..serve.app import Server
     from . import inputs
-    from .broadcast import BROADCAST_ID, Broadcast, control_app
+    from .broadcast import BROADCAST_ID, Broadcast
 
     server = Server(cfg, token=args.token or os.environ.get("LIPSTREAM_TOKEN") or None, ice_servers=args.ice_server)
     token = args.push_token or os.environ.get("LIPSTREAM_PUSH_TOKEN") or None
@@ -105,7 +105,7 @@ async def _main(args, cfg, kind, control, text, samples, stopped) -> int:
     try:
         await b.start()
         if control is not None:
-            runner = web.AppRunner(control_app(server), access_log=None)
+            runner = web.AppRunner(server.control_app(), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, *control)
             await site.start()

@@ -61,19 +61,24 @@ class Server:
         self.viewers: dict[str, Viewer] = {}
         self.metrics = Metrics(runtime.workers)
 
-    def app(self) -> web.Application:
+    def control_app(self) -> web.Application:
+        """The API without the page and offers (health, metrics, say, audio, interrupt, delete, events),
+        with the token, limits and JSON errors: `lipstream stream --control` serves this alone."""
         app = web.Application(middlewares=[self._errors, self._auth], client_max_size=MAX_JSON)
         app.add_routes([
-            web.get("/", self.page),
             web.get("/healthz", self.healthz),
             web.get("/metrics", self.metrics_text),
-            web.post("/offer", self.offer),
             web.post("/sessions/{id}/say", self.say),
             web.post("/sessions/{id}/audio", self.audio),
             web.post("/sessions/{id}/interrupt", self.interrupt),
             web.delete("/sessions/{id}", self.delete),
             web.get("/sessions/{id}/events", self.events),
         ])
+        return app
+
+    def app(self) -> web.Application:
+        app = self.control_app()
+        app.add_routes([web.get("/", self.page), web.post("/offer", self.offer)])
         app.on_startup.append(self._warm)
         app.on_shutdown.append(self._close_all)
         return app
