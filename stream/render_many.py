@@ -23,7 +23,7 @@ import time
 from collections import deque
 
 from .config import RenderConfig, make_config
-from .errors import LipstreamError
+from .errors import LipstreamError, one_line
 
 log = logging.getLogger("lipstream")
 SOURCES = ("text", "text_file", "audio")
@@ -165,7 +165,7 @@ def render_many(jobs_file: str, *, address: str | None = None, workers: int | No
                 result = ray.get(ready[0])
             except RayActorError as e:  # the process died (out of memory, a crash): a new one takes over
                 result = {"line": job["line"], "output": job["output"], "status": "failed",
-                          "error": f"the worker died: {str(e).splitlines()[0]}"}
+                          "error": f"the worker died: {one_line(e)}"}
                 pool.remove(worker)
                 worker = actor.remote(level)
                 pool.append(worker)

@@ -17,6 +17,7 @@ from urllib.parse import urljoin
 import aiohttp
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+from ..errors import one_line
 from ..serve.app import Server
 from ..serve.media import SessionMedia
 from .retry import Backoff, Refused
@@ -82,7 +83,7 @@ class WhipPusher:
                 return
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError, _Lost, ValueError) as e:
                 await self._hang_up()
-                await self._retry(backoff, f"cannot connect ({_reason(e)})")
+                await self._retry(backoff, f"cannot connect ({one_line(e, 200)})")
                 continue
             began = time.monotonic()
             await lost.wait()
@@ -140,7 +141,7 @@ class WhipPusher:
                     if r.status >= 400:
                         log.warning("push: DELETE %s: %d %s", resource, r.status, r.reason)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-                log.warning("push: DELETE %s failed (%s)", resource, _reason(e))
+                log.warning("push: DELETE %s failed (%s)", resource, one_line(e, 200))
         if pc is not None:
             await pc.close()
 
@@ -148,7 +149,3 @@ class WhipPusher:
         delay = backoff.next()
         log.warning("push: %s: %s; retrying in %.1f s", self.shown, what, delay)
         await asyncio.sleep(delay)
-
-
-def _reason(error: Exception) -> str:
-    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__

@@ -26,7 +26,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from .. import runtime
-from ..errors import LipstreamError
+from ..errors import LipstreamError, one_line
 from ..live.session import Frame, Session
 from ..runtime import SessionLimitError
 from .media import SessionMedia
@@ -184,8 +184,7 @@ class Server:
         except Exception as e:  # noqa: BLE001 - aiortc's many ways of refusing an SDP all mean a bad offer
             session.close()
             await pc.close()
-            reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            raise web.HTTPBadRequest(text=f"cannot use this offer: {reason}") from None
+            raise web.HTTPBadRequest(text=f"cannot use this offer: {one_line(e, 200)}") from None
 
         @pc.on("connectionstatechange")
         async def on_state():

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import LipstreamError
+from ..errors import LipstreamError, one_line
 from ..live.session import Frame, SegmentEnd, Session
 
 log = logging.getLogger("lipstream")
@@ -131,7 +131,7 @@ def _open_speaker(device=None) -> Speaker | None:
         log.warning("the audio is not played (%s); the video is paced by the session's clock", e)
     except Exception as e:  # noqa: BLE001 - PortAudioError opening the stream
         log.warning("the audio is not played (cannot open the sound output: %s); the video is paced by the "
-                    "session's clock", str(e).splitlines()[0] if str(e) else type(e).__name__)
+                    "session's clock", one_line(e))
     return None
 
 

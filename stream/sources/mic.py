@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ..errors import LipstreamError
+from ..errors import LipstreamError, one_line
 from ..frames import PcmChunk
 
 log = logging.getLogger("lipstream")
@@ -45,8 +45,7 @@ def sounddevice():
 
 def _device_error(sd, kind: str, device, e: Exception) -> LipstreamError:
     what = f"device {device!r}" if device is not None else f"the default {kind} device"
-    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return LipstreamError(f"cannot use {what} for {kind} ({reason}); `python -m sounddevice` lists the devices")
+    return LipstreamError(f"cannot use {what} for {kind} ({one_line(e)}); `python -m sounddevice` lists the devices")
 
 
 def check_device(kind: str, device=None, rates=RATES, channels: int = 1) -> tuple[int, dict]:

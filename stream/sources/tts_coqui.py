@@ -20,10 +20,8 @@ inference at a time runs on a model (a lock), so sessions on the shared TTS thre
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,13 +30,12 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..errors import LipstreamError
+from ..errors import LipstreamError, one_line
+from .coqui_files import check_config, resolve
 from .tts import TTSEngine
 
 log = logging.getLogger("lipstream")
 
-_NAME = re.compile(r"^(tts_models|vocoder_models|voice_conversion_models)/[^/\s]+/[^/\s]+/[^/\s]+$")
-_CHECKPOINTS = ("model_file.pth", "model_file.pth.tar", "model.pth", "checkpoint.pth", "best_model.pth")
 # Reduced precision on CUDA (cannot be measured on the CPU-only development machine: chosen, not
 # benchmarked). float16 rather than bfloat16: both halve the decoder's memory traffic, and float16
 # keeps 3 more mantissa bits, which a waveform needs more than bfloat16's range (HiFi-GAN
@@ -165,7 +162,7 @@ class CoquiTTS(TTSEngine):
 
 def load_model(model: str, config: str | None, device: torch.device) -> _Model:
     """The process's copy of this Coqui model on `device`, loaded on first use."""
-    files = _resolve(model, config)
+    files = resolve(model, config)
     if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:0" are one model
         device = torch.device("cuda", torch.cuda.current_device())
     key = (files["model"], files["config"], files.get("vocoder"), str(device))
@@ -174,138 +171,6 @@ def load_model(model: str, config: str | None, device: torch.device) -> _Model:
         if loaded is None:
             loaded = _models[key] = _load(model, files, device)
     return loaded
-
-
-def _resolve(model: str, config: str | None) -> dict:
-    """The files of `model`: {model, config, vocoder, vocoder_config}, all checked to exist."""
-    path = os.path.expanduser(model)
-    if config is not None:
-        config = os.path.expanduser(config)
-        if not os.path.isfile(config):
-            raise LipstreamError(f"Coqui config not found: {config}")
-    if os.path.isdir(path):
-        ckpt = _checkpoint_in(path, model)
-        config = config or os.path.join(path, "config.json")
-        if not os.path.isfile(config):
-            raise LipstreamError(f"no config.json in the Coqui model folder {model}: give --tts-config")
-        files = {"model": os.path.realpath(ckpt), "config": os.path.realpath(config)}
-    elif os.path.isfile(path):
-        config = config or os.path.join(os.path.dirname(path) or ".", "config.json")
-        if not os.path.isfile(config):
-            raise LipstreamError(f"no config.json beside the Coqui model {model}: give --tts-config")
-        files = {"model": os.path.realpath(path), "config": os.path.realpath(config)}
-    elif _NAME.match(model):
-        files = _cached(model, config)
-    else:
-        raise LipstreamError(f"Coqui model not found: {model} (give a model file or folder, or a model name "
-                             f"like tts_models/en/ljspeech/vits)")
-    if files["config"] is not None:
-        _check_config(files["config"])
-    return files
-
-
-def _checkpoint_in(folder: str, label: str) -> str:
-    for name in _CHECKPOINTS:
-        if os.path.isfile(os.path.join(folder, name)):
-            return os.path.join(folder, name)
-    found = sorted(f for f in os.listdir(folder) if f.endswith((".pth", ".pth.tar", ".pt")) and "speaker" not in f)
-    if len(found) == 1:
-        return os.path.join(folder, found[0])
-    if not found:
-        raise LipstreamError(f"no model checkpoint (.pth) in the Coqui model folder {label}")
-    raise LipstreamError(f"the Coqui model folder {label} holds several checkpoints ({', '.join(found[:4])}): "
-                         f"give the file")
-
-
-def user_data_dir():
-    """Where coqui-tts keeps the models it downloaded (TTS_HOME, XDG_DATA_HOME, ~/.local/share, + /tts)."""
-    try:
-        from trainer.io import get_user_data_dir  # coqui-tts-trainer: what Coqui's ModelManager uses
-    except ImportError:  # pragma: no cover - the trainer comes with coqui-tts
-        from pathlib import Path
-
-        base = os.environ.get("TTS_HOME") or os.environ.get("XDG_DATA_HOME") or "~/.local/share"
-        return Path(base).expanduser().resolve() / "tts"
-    return get_user_data_dir("tts")
-
-
-def _models_json() -> dict:
-    """Coqui's catalogue of released models (a file in the package; read without importing TTS)."""
-    from importlib import resources
-
-    try:
-        return json.loads(resources.files("TTS").joinpath(".models.json").read_text(encoding="utf-8"))
-    except (ModuleNotFoundError, OSError, ValueError) as e:
-        raise LipstreamError(f"coqui-tts is not installed or broken ({e}): pip install coqui-tts") from None
-
-
-def _cached(name: str, config: str | None, kind: str = "tts_models") -> dict:
-    """A model name → its files in Coqui's local cache; never downloads."""
-    model_type, lang, dataset, model = name.split("/")
-    if model_type != kind:
-        raise LipstreamError(f"{name} is not a text-to-speech model (Coqui names those tts_models/…)")
-    item = _models_json().get(model_type, {}).get(lang, {}).get(dataset, {}).get(model)
-    if item is None and "fairseq" not in name:
-        raise LipstreamError(f"unknown Coqui model name {name} (`tts --list_models` lists them; or give a model file "
-                             f"or folder)")
-    folder = user_data_dir() / f"{model_type}--{lang}--{dataset}--{model}"
-    fetch = f"python -c \"from TTS.api import TTS; TTS('{name}')\""
-    if not folder.is_dir() and item is not None and "repo_id" in item:  # kept in the Hugging Face cache
-        folder = _hf_snapshot(name, item, fetch)
-    elif not folder.is_dir():
-        raise LipstreamError(f"Coqui model {name} is not downloaded and lipstream never downloads: put it in "
-                             f"{folder} (on a machine with internet, {fetch} fetches it there; copy the folder), "
-                             f"or give --tts-model a model file or folder")
-    if "fairseq" in name:  # Coqui loads these from the folder itself
-        return {"model": str(folder), "config": None}
-    try:
-        from TTS.utils.manage import ModelManager
-
-        ckpt, cfg = ModelManager._find_files(folder)
-        ModelManager(progress_bar=False)._update_paths(folder, cfg)  # speaker files etc. where this copy lives
-    except LipstreamError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a cache folder Coqui cannot read
-        raise LipstreamError(f"the cached Coqui model {name} in {folder} is incomplete ({_line(e)}): "
-                             f"fetch it again") from None
-    files = {"model": os.path.realpath(ckpt), "config": os.path.realpath(config or cfg)}
-    vocoder = item.get("default_vocoder") if item else None
-    if vocoder:
-        voc = _cached(vocoder, None, kind="vocoder_models")
-        files["vocoder"], files["vocoder_config"] = voc["model"], voc["config"]
-    return files
-
-
-def _hf_snapshot(name: str, item: dict, fetch: str):
-    """Models Coqui fetches from the Hugging Face Hub live in its cache: found there offline, or an error."""
-    from pathlib import Path
-
-    try:
-        from huggingface_hub import constants, snapshot_download
-    except ImportError:  # pragma: no cover - a dependency of coqui-tts
-        raise LipstreamError(f"Coqui model {name} is not downloaded (huggingface_hub missing)") from None
-    repo = item["repo_id"]
-    where = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
-    try:
-        return Path(snapshot_download(repo, allow_patterns=item.get("allow"), ignore_patterns=item.get("ignore"),
-                                      local_files_only=True))
-    except Exception:  # noqa: BLE001 - LocalEntryNotFoundError and kin: not in the cache
-        raise LipstreamError(f"Coqui model {name} is not downloaded and lipstream never downloads: it belongs in "
-                             f"the Hugging Face cache, {where} (on a machine with internet, {fetch} fetches it "
-                             f"there; copy that folder), or give --tts-model the model's folder") from None
-
-
-def _check_config(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            cfg = json.load(f)
-    except OSError as e:
-        raise LipstreamError(f"cannot read Coqui config {path}: {e.strerror}") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise LipstreamError(f"Coqui config {path} is not valid JSON: {_line(e)}") from None
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), str):
-        raise LipstreamError(f"{path} is not a Coqui TTS config (it names no \"model\")")
-    return cfg
 
 
 def _load(label: str, files: dict, device: torch.device) -> _Model:
@@ -321,7 +186,7 @@ def _load(label: str, files: dict, device: torch.device) -> _Model:
         api = TTS(model_path=files["model"], config_path=files["config"], vocoder_path=files.get("vocoder"),
                   vocoder_config_path=files.get("vocoder_config"), progress_bar=False)
     except ModuleNotFoundError as e:
-        raise LipstreamError(f"the Coqui model {label} needs a package that is missing: {_line(e)}") from None
+        raise LipstreamError(f"the Coqui model {label} needs a package that is missing: {one_line(e)}") from None
     except Exception as e:  # noqa: BLE001 - each way a model fails to load, as one line
         raise LipstreamError(_load_error(label, files, e)) from None
     synth = api.synthesizer
@@ -331,7 +196,7 @@ def _load(label: str, files: dict, device: torch.device) -> _Model:
     try:
         api.to(device)
     except (RuntimeError, AssertionError) as e:
-        raise LipstreamError(f"cannot move the Coqui model {label} to {device}: {_line(e)}") from None
+        raise LipstreamError(f"cannot move the Coqui model {label} to {device}: {one_line(e)}") from None
     if device.type == "cuda" and kind == "vits":
         model.waveform_decoder = _Autocast(model.waveform_decoder)
     rate = int(synth.output_sample_rate)
@@ -360,7 +225,7 @@ def _warm_up(m: _Model) -> None:
                     next(chunks, None)
             except Exception as e:  # noqa: BLE001 - e.g. a transformers release this coqui-tts does not support
                 raise LipstreamError(f"the Coqui model {m.label} (XTTS) cannot synthesise here: "
-                                     f"{type(e).__name__}: {_line(e)} ({_versions()})") from None
+                                     f"{type(e).__name__}: {one_line(e)} ({_versions()})") from None
             finally:
                 chunks.close()
         elif m.kind == "vits":
@@ -397,10 +262,10 @@ def _check_tts_config(path: str) -> None:
     try:
         cfg = load_config(path)
     except ModuleNotFoundError:
-        model = _check_config(path)["model"]
+        model = check_config(path)["model"]
         raise LipstreamError(f"{path} is not a Coqui TTS config (Coqui has no model called {model!r})") from None
     except Exception as e:  # noqa: BLE001 - a field of the wrong type, etc.
-        raise LipstreamError(f"{path} is not a valid Coqui config: {_line(e)}") from None
+        raise LipstreamError(f"{path} is not a valid Coqui config: {one_line(e)}") from None
     module = type(cfg).__module__
     if not module.startswith("TTS.tts."):
         role = {"vocoder": "vocoder", "encoder": "speaker encoder", "vc": "voice conversion"}.get(module.split(".")[1],
@@ -411,7 +276,7 @@ def _check_tts_config(path: str) -> None:
 def _load_error(label: str, files: dict, e: BaseException) -> str:
     import pickle
 
-    text = _line(e)
+    text = one_line(e)
     ckpt, cfg = files["model"], files["config"]
     if isinstance(e, pickle.UnpicklingError) or "invalid load key" in text or "PytorchStreamReader" in text \
             or "failed finding central directory" in text or isinstance(e, EOFError):
@@ -425,12 +290,6 @@ def _load_error(label: str, files: dict, e: BaseException) -> str:
     if isinstance(e, FileNotFoundError):
         return f"the Coqui model {label} is missing a file: {text}"
     return f"cannot load the Coqui model {label} ({ckpt} with {cfg}): {type(e).__name__}: {text}"
-
-
-def _line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    first = text.splitlines()[0].strip()
-    return first if len(first) <= 240 else first[:237] + "..."
 
 
 class _Autocast(torch.nn.Module):
@@ -516,7 +375,7 @@ def _speaker_and_language(m: _Model, speaker: str | None, language: str | None) 
                 aux["speaker_ids"], aux["d_vectors"] = model._get_speaker_id_or_dvector(speaker, wav, None)
         except Exception as e:  # noqa: BLE001 - e.g. a WAV the speaker encoder cannot read
             raise LipstreamError(f"the Coqui model {m.label} cannot use the speaker "
-                                 f"{wav or speaker!r}: {_line(e)}") from None
+                                 f"{wav or speaker!r}: {one_line(e)}") from None
     return aux
 
 
@@ -578,7 +437,7 @@ def _clone(m: _Model, wav_path: str):
     try:
         data, rate = soundfile.read(wav_path, dtype="float32", always_2d=True)
     except Exception as e:  # noqa: BLE001 - soundfile's errors for unreadable audio
-        raise LipstreamError(f"cannot read the speaker WAV {wav_path}: {_line(e)}") from None
+        raise LipstreamError(f"cannot read the speaker WAV {wav_path}: {one_line(e)}") from None
     if len(data) < 0.33 * rate:
         raise LipstreamError(f"the speaker WAV {wav_path} is too short to clone a voice (give 3 to 30 s of speech)")
     model, cfg, sr = m.model, m.model.config, 22050
