@@ -3,7 +3,8 @@
 #   the CUDA-marked tests (compiled Triton kernels against their references, CUDA graphs),
 #   a whole render on CUDA, `lipstream bench kernels`, `lipstream bench lipsync`,
 #   `lipstream bench sessions` (N concurrent live sessions on the shared worker) and
-#   `lipstream bench serve` (WebRTC viewers of `lipstream serve` on loopback).
+#   `lipstream bench serve` (WebRTC viewers of `lipstream serve` on loopback) and
+#   `lipstream bench tts` (the speech engines; Coqui only where coqui-tts is importable).
 # Results go to bench/results/<date>-<gpu>/ and, on the device tool's machine, also to
 # $OUT/gpu-results.tgz (only $OUT comes back). bench/wheels (bench/fetch_wheels.sh) holds what the
 # GPU image lacks. DEVICE=cpu SECONDS_EACH=0.3 SESSIONS=1 SERVE_SESSIONS=1 SESSION_SECONDS=3 runs the
@@ -66,6 +67,9 @@ python -m stream.cli -q bench sessions --device "$device" --wav2lip --box 67 170
 echo "== bench serve (WebRTC viewers on loopback, random-weight Wav2Lip bf16)" | tee "$out/serve.txt"
 python -m stream.cli -q bench serve --device "$device" --wav2lip --video lipstream \
   --sessions "${SERVE_SESSIONS:-4,16}" --seconds "${SESSION_SECONDS:-8}" --json "$out/serve.json" 2>&1 | tee -a "$out/serve.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+echo "== bench tts (eSpeak NG; Coqui VITS, a tiny random one, where coqui-tts is importable)" | tee "$out/tts.txt"
+python -m stream.cli -q bench tts --device "$device" --json "$out/tts.json" 2>&1 | tee -a "$out/tts.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 echo "results in $out (status $status)"
 if [ -n "${OUT:-}" ]; then

@@ -4,6 +4,7 @@ text → first rendered frame. eSpeak NG always; Coqui with `--tts-model`, else 
 within each round, so a machine whose speed drifts treats them alike; medians are reported."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import statistics
 import tempfile
@@ -52,6 +53,8 @@ def run(args, device: torch.device, machine, table, write) -> int:
     engines = {"espeak-ng": {"tts": "espeak"}}
     if args.tts_model:
         engines["coqui"] = {"tts": "coqui", "tts_model": args.tts_model, "tts_config": args.tts_config}
+    elif importlib.util.find_spec("TTS") is None:
+        print("coqui-tts is not installed: eSpeak NG only")
     else:
         from .sources.coqui_random import save_random_vits
 
