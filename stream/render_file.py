@@ -67,7 +67,7 @@ def process_age() -> float | None:
 def render(output: str, *, text: str | None = None, text_file: str | None = None, audio: str | None = None,
            mic=None, config: RenderConfig | str | None = None, progress: Progress | None = None, on_tick=None,
            **settings) -> RenderResult:
-    """Text (or an audio file) → lip-synced MP4 at `output`. Settings are `RenderConfig` fields.
+    """Text, an audio file or the microphone → a lip-synced video at `output`. Settings are `RenderConfig` fields.
     `mic`: a `stream.sources.mic.Microphone` (True: the default input, until its `stop()`), rendered
     while it records; `stop()` ends the recording and the file is finished.
     `text_file="-"` reads standard input as it arrives (an LLM's tokens piped in)."""
