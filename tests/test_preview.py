@@ -157,3 +157,38 @@ def test_preview_without_a_display_serves_the_page_and_ends_when_the_text_is_spo
     assert r.speaking_frames >= round(r.speech_seconds * 25) - 2
     loud = [a for a in c.audio if a[2] > 0.01]
     assert len(loud) > 10, "the viewer heard no speech"
+
+
+def test_a_frame_waits_for_its_sound_to_reach_the_dac(monkeypatch):
+    """The device says when a block will be heard (its output latency): until then the block's first
+    sample is not at the DAC, so its frame is not shown early. No sound card needed."""
+    from types import SimpleNamespace
+
+    from stream.sinks import preview as module
+
+    class Stream:
+        latency = 0.05
+
+        def __init__(self, **kwargs):
+            pass
+
+        def start(self):
+            pass
+
+        def close(self, ignore_errors=True):
+            pass
+
+    now = [100.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    speaker = module.Speaker(SimpleNamespace(OutputStream=Stream))
+    speaker.push(np.full(2 * module.BLOCK, 0.5, np.float32))
+    out = np.zeros((module.BLOCK, 1), np.float32)
+    speaker._callback(out, module.BLOCK, SimpleNamespace(currentTime=7.0, outputBufferDacTime=7.1), None)
+    assert np.all(out == 0.5) and speaker.position() < 0  # handed over, not heard for another 100 ms
+    now[0] += 0.1
+    assert speaker.position() == pytest.approx(0)  # its first sample reaches the DAC: frame 0 is due now
+    now[0] += 0.01
+    assert speaker.position() == pytest.approx(480)
+    speaker._callback(out, module.BLOCK, SimpleNamespace(currentTime=0.0, outputBufferDacTime=0.0), None)
+    now[0] += 0.03  # a host API that gives no times: the stream's latency (50 ms) stands in
+    assert speaker.position() == pytest.approx(module.BLOCK - 0.02 * 48000)
