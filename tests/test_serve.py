@@ -175,47 +175,43 @@ def test_bad_requests_get_their_status_and_a_json_error():
     asyncio.run(main())
 
 
-def test_a_keyframe_request_gets_an_idr_at_once():
+def _keyframes_around(act):
+    """Whether each video packet sent was a keyframe, and how many were sent before `act(base, viewer)`
+    ran (past the first IDR, before the next periodic one)."""
     async def main():
         async with serving() as (server, base):
             c = PeerClient(base)
             await c.connect()
-            await until(lambda: len(c.video) > 30)  # past the first IDR, before the next periodic one
+            await until(lambda: len(c.video) > 30)
             viewer = next(iter(server.viewers.values()))
             sent = []
             original = viewer.media.video.put
             viewer.media.video.put = lambda packet: (sent.append(packet.is_keyframe), original(packet))
-            sender = next(t.sender for t in viewer.pc.getTransceivers() if t.kind == "video")
             await asyncio.sleep(0.2)
             before = len(sent)
-            sender._send_keyframe()  # what aiortc calls on a viewer's PLI or FIR
+            await act(base, viewer)
             await asyncio.sleep(0.1)
             await c.close()
             return sent, before
 
-    sent, before = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_a_keyframe_request_gets_an_idr_at_once():
+    async def request(base, viewer):
+        sender = next(t.sender for t in viewer.pc.getTransceivers() if t.kind == "video")
+        sender._send_keyframe()  # what aiortc calls on a viewer's PLI or FIR
+
+    sent, before = _keyframes_around(request)
     assert not any(sent[:before]) and sent[before]
 
 
 def test_video_goes_on_with_an_idr_after_an_interrupt_drops_packets():
-    async def main():
-        async with serving() as (server, base):
-            c = PeerClient(base)
-            await c.connect()
-            await until(lambda: len(c.video) > 30)  # past the first IDR, before the next periodic one
-            viewer = next(iter(server.viewers.values()))
-            sent = []
-            original = viewer.media.video.put
-            viewer.media.video.put = lambda packet: (sent.append(packet.is_keyframe), original(packet))
-            await asyncio.sleep(0.2)
-            before = len(sent)
-            async with aiohttp.ClientSession() as http:
-                assert (await http.post(f"{base}/sessions/{viewer.id}/interrupt")).status == 200
-            await asyncio.sleep(0.1)
-            await c.close()
-            return sent, before
+    async def interrupt(base, viewer):
+        async with aiohttp.ClientSession() as http:
+            assert (await http.post(f"{base}/sessions/{viewer.id}/interrupt")).status == 200
 
-    sent, before = asyncio.run(main())
+    sent, before = _keyframes_around(interrupt)
     assert not any(sent[:before]) and sent[before]  # the queue may have held P-frames the viewer now lacks
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fractions
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass

@@ -9,11 +9,14 @@ stops synthesis at once.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Iterator, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Union
 
 import numpy as np
 
-Chunk = Union[np.ndarray, "torch.Tensor"]  # noqa: F821 - torch is imported by the engines that yield tensors
+if TYPE_CHECKING:
+    import torch
+
+Chunk = Union[np.ndarray, "torch.Tensor"]  # a GPU engine's chunks stay on its device
 
 
 class TTSEngine(ABC):
