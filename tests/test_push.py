@@ -258,14 +258,19 @@ def mouth_of(frame) -> float:
     return float(frame.to_ndarray(format="gray")[t:b, l:r].mean())
 
 
+async def serve_whip(ingest) -> tuple[web.AppRunner, str]:
+    """The test's WHIP endpoint on a free loopback port; its runner (to clean up) and URL."""
+    runner = web.AppRunner(ingest.app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/whip"
+
+
 def test_whip_push_sends_video_and_audio_and_deletes_its_session_at_the_end():
     async def run():
         ingest = WhipEndpoint(busy=1)
-        runner = web.AppRunner(ingest.app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/whip"
+        runner, url = await serve_whip(ingest)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "stream.cli", "stream", "--push", url, "--push-token", "s3cret", "--ice-loopback-only",
             "--text-file", "-", *BOX, cwd=ROOT, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -308,11 +313,7 @@ def test_whip_push_sends_video_and_audio_and_deletes_its_session_at_the_end():
 def test_a_refusal_that_cannot_succeed_is_one_error_line_and_exit_2(capsys):
     async def run():
         ingest = WhipEndpoint(token="right")
-        runner = web.AppRunner(ingest.app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/whip"
+        runner, url = await serve_whip(ingest)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "stream.cli", "-q", "stream", "--push", url, "--push-token", "wrong",
             "--ice-loopback-only", "--text", "Hello.", *BOX, cwd=ROOT, stderr=subprocess.PIPE)
