@@ -262,14 +262,25 @@ def console() -> int:
     """The `lipstream` command: `main`, then a quiet exit. Once the command is over (finished, failed
     or stopped), a further Ctrl-C or SIGTERM is ignored while the shared lip-sync workers stop: one
     arriving as the interpreter shuts down would leave a worker inside torch and abort the process."""
+    code = 130
     try:
-        return main()
+        try:
+            code = main()
+        finally:
+            _ignore_signals()
+    except KeyboardInterrupt as e:  # another signal came as the first was answered (`timeout` sends two)
+        _ignore_signals()
+        code = 143 if isinstance(e, _Terminated) else 130
     finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if "stream.runtime" in sys.modules:
             sys.modules["stream.runtime"].shutdown()
+    return code
+
+
+def _ignore_signals() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

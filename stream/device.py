@@ -30,3 +30,12 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     raise LipstreamError(f"unknown device {name!r}: use auto, cpu or cuda")
+
+
+def cuda_index(device) -> int | None:
+    """The CUDA device a new thread must switch to (each starts on device 0), or None off CUDA.
+    Plain `cuda` means the caller's current device, so call this in the thread that made the work
+    (an index-less device made `torch.cuda.set_device` fail on the H100)."""
+    if not isinstance(device, torch.device) or device.type != "cuda":
+        return None
+    return device.index if device.index is not None else torch.cuda.current_device()

@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from .device import cuda_index
+
 _END = object()
 
 
@@ -76,14 +78,13 @@ class Pipeline:
                 pass
         raise _Stopped
 
-    def _run_stage(self, i: int) -> None:
+    def _run_stage(self, i: int, cuda_index: int | None) -> None:
         stage = self.stages[i]
         out = self._queues[i + 1] if i + 1 < len(self.stages) else None
         emit = (lambda item: self._put(out, item)) if out is not None else (lambda item: None)
         try:
-            device = stage.device
-            if isinstance(device, torch.device) and device.type == "cuda":
-                torch.cuda.set_device(device)  # a new thread starts on device 0
+            if cuda_index is not None:
+                torch.cuda.set_device(cuda_index)  # a new thread starts on device 0
             with torch.inference_mode():  # grad mode is per thread: every stage runs inference only
                 self._loop(stage, self._queues[i], out, emit)
         except _Stopped:
@@ -118,7 +119,7 @@ class Pipeline:
             except BaseException as e:  # noqa: BLE001
                 self._fail(e)
 
-        threads = [_thread(self._run_stage, s.name, i) for i, s in enumerate(self.stages)]
+        threads = [_thread(self._run_stage, s.name, i, cuda_index(s.device)) for i, s in enumerate(self.stages)]
         threads.append(_thread(feed, "source"))
         started: list[threading.Event] = []
         try:  # a Ctrl-C at any moment still stops and waits for every thread that was started

@@ -99,6 +99,8 @@ MUTATIONS = [
              "if False:", ("tests/test_serve.py",)),
     Mutation("interrupt-without-idr", "stream/serve/media.py",
              "        self._keyframe = self._keyframe or self.mode == \"lipstream\"\n", "", ("tests/test_serve.py",)),
+    Mutation("stale-p-frame-after-interrupt", "stream/serve/media.py", "            return  # encoded while a drop",
+             "            pass  # encoded while a drop", ("tests/test_serve.py",)),
     Mutation("audio-after-video", "stream/serve/media.py",
              "                self._send_audio(item)\n                await self._send_video(item)\n",
              "                await self._send_video(item)\n                await asyncio.sleep(0.05)\n                self._send_audio(item)\n",

@@ -28,7 +28,14 @@ def model(wav2lip_checkpoint):
 @pytest.fixture(scope="module")
 def inputs():
     g = torch.Generator().manual_seed(0)
-    return torch.randn(5, 1, 80, 16, generator=g) * 2, torch.rand(5, 6, 96, 96, generator=g)
+    return torch.randn(3, 1, 80, 16, generator=g) * 2, torch.rand(3, 6, 96, 96, generator=g)
+
+
+@pytest.fixture(scope="module")
+def reference(model, inputs):
+    """The plain float32 model's output (on the CPU), what every faster form is held to."""
+    with torch.no_grad():
+        return model(*inputs)
 
 
 def test_lower_face_rows_are_exact_and_cover_the_mask(model, inputs):
@@ -46,21 +53,19 @@ def test_lower_face_rows_are_exact_and_cover_the_mask(model, inputs):
     assert feather_mask()[:ROWS_FROM].max() == 0  # nothing the model skips is ever shown
 
 
-def test_folded_model_matches_within_1e_5(model, inputs):
+def test_folded_model_matches_within_1e_5(model, inputs, reference):
     folded = fold_batchnorm(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
     assert sum(isinstance(m, Conv) for m in folded.modules()) == sum(isinstance(m, Conv) for m in model.modules())
     with torch.no_grad():
-        assert (folded(*inputs) - model(*inputs)).abs().max() < 1e-5
+        assert (folded(*inputs) - reference).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
-def test_reduced_precision_error(model, inputs, precision):
+def test_reduced_precision_error(model, inputs, reference, precision):
     if precision == "bfloat16" and not cpu_has_bf16():
         pytest.skip("this CPU has no native bf16")
-    with torch.no_grad():
-        reference = model(*inputs)
     fast = InferenceWav2Lip(model, torch.device("cpu"), precision, lower_face=False)
     out = fast(*inputs)
     assert out.dtype == fast.dtype and out.shape == reference.shape
@@ -72,11 +77,11 @@ def test_buckets_pad_without_changing_results(model, inputs):
     assert [bucket_for(n) for n in (1, 3, 8, 9, 600)] == [1, 4, 8, 16, BUCKETS[-1]]
     fast = InferenceWav2Lip(model, torch.device("cpu"), "float32")
     mel, faces = inputs
-    # What graphs and compiled code do with 5 frames: pad to the bucket of 8, run, keep the first 5.
+    # What graphs and compiled code do with 3 frames: pad to the bucket of 4, run, keep the first 3.
     padded_mel, padded_faces = fast._inputs(mel, faces, bucket_for(len(mel)))
-    assert padded_mel.shape[0] == 8 and not padded_faces[5:].any()
-    padded = fast.model(padded_mel, padded_faces)[:5]
-    alone = torch.cat([fast(mel[i : i + 1], faces[i : i + 1]) for i in range(5)])
+    assert padded_mel.shape[0] == 4 and not padded_faces[3:].any()
+    padded = fast.model(padded_mel, padded_faces)[:3]
+    alone = torch.cat([fast(mel[i : i + 1], faces[i : i + 1]) for i in range(3)])
     assert (padded - alone).abs().max() < 1e-5 and (fast(mel, faces) - alone).abs().max() < 1e-5
 
 
@@ -91,22 +96,26 @@ def test_precision_choice():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
-def test_cuda_graphs_match_eager(model, inputs, precision):
+def test_cuda_graphs_match_eager(model, inputs, reference, precision):
+    from stream.lipsync.lower_face import ROWS_FROM
+
     dev = torch.device("cuda")
     graphs = InferenceWav2Lip(model, dev, precision, engine="graphs")
     eager = InferenceWav2Lip(model, dev, precision, engine="eager")
     mel, faces = (x.to(dev) for x in inputs)
     a, b = graphs(mel, faces), eager(mel, faces)
     assert (a.float() - b.float()).abs().max() * 255 <= 1.0
-    with torch.no_grad():
-        ref = model.to(dev)(mel, faces)
-    levels = (a.float() - ref).abs().max().item() * 255
+    # The lower-face path computes the rows the blend shows; above them it passes the reference
+    # face through (the H100 run compared those rows with the model's: 139 levels, by design).
+    a = a.float().cpu()
+    levels = (a[:, :, ROWS_FROM:] - reference[:, :, ROWS_FROM:]).abs().max().item() * 255
     assert levels <= LEVELS[precision] * 2, f"{precision} on CUDA: {levels:.3f} levels"
-    again = graphs(mel[:3], faces[:3])  # another bucket (4, not 8): a second graph
-    assert again.shape[0] == 3 and len(graphs._graphs) == 2
+    assert (a[:, :, :ROWS_FROM] - inputs[1][:, 3:6, :ROWS_FROM]).abs().max() * 255 <= 1.0  # the input's rounding
+    again = graphs(mel[:1], faces[:1])  # another bucket (1, not 4): a second graph
+    assert again.shape[0] == 1 and len(graphs._graphs) == 2
     graphs.warmup(16)  # all buckets up to 16 captured, sharing one pool
     assert sorted(graphs._graphs) == [1, 2, 4, 8, 16]
-    assert (graphs(mel, faces).float() - a.float()).abs().max() == 0
+    assert (graphs(mel, faces).float().cpu() - a).abs().max() == 0
 
 
 @pytest.mark.cuda

@@ -3,16 +3,23 @@ nothing here connects to LiveKit; the worker and the in-room path are not exerci
 import asyncio
 import math
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-pytest.importorskip("livekit.agents", reason="the livekit extra is not installed (pip install 'lipstream[livekit]')")
+rtc = pytest.importorskip("livekit.rtc", reason="the livekit extra is not installed (pip install 'lipstream[livekit]')")
 
-from livekit import rtc  # noqa: E402
-from livekit.agents.voice.avatar import AudioSegmentEnd, AvatarRunner, QueueAudioOutput, VideoGenerator  # noqa: E402
 
-from stream.adapters.livekit import LipstreamVideoGenerator  # noqa: E402
+@pytest.fixture(scope="module")
+def lk():
+    """livekit.agents and the adapter, imported by the tests that use them (1.4 s: not at collection)."""
+    from livekit.agents.voice.avatar import AudioSegmentEnd, AvatarRunner, QueueAudioOutput, VideoGenerator
+
+    from stream.adapters.livekit import LipstreamVideoGenerator
+
+    return SimpleNamespace(AudioSegmentEnd=AudioSegmentEnd, AvatarRunner=AvatarRunner, QueueAudioOutput=QueueAudioOutput,
+                           VideoGenerator=VideoGenerator, LipstreamVideoGenerator=LipstreamVideoGenerator)
 
 BOX = (67, 170, 177, 270)
 SPF = 48000 // 25  # samples per tick at 25 fps
@@ -32,6 +39,8 @@ async def take(it, n):
 
 
 async def until_end(it, limit=2000):
+    from livekit.agents.voice.avatar import AudioSegmentEnd
+
     items = []
     for _ in range(limit):
         items.append(await it.__anext__())
@@ -48,10 +57,10 @@ def check_ticks(items):
             assert (item.sample_rate, item.num_channels, item.samples_per_channel) == (48000, 1, SPF)
 
 
-def test_idle_speech_end(speech_22k):
+def test_idle_speech_end(lk, speech_22k):
     ends = []
-    gen = LipstreamVideoGenerator(box=BOX, cache=False, on_segment_end=ends.append)
-    assert isinstance(gen, VideoGenerator)
+    gen = lk.LipstreamVideoGenerator(box=BOX, cache=False, on_segment_end=ends.append)
+    assert isinstance(gen, lk.VideoGenerator)
     opts = gen.options
     assert (opts.video_fps, opts.audio_sample_rate, opts.audio_channels) == (25, 48000, 1)
 
@@ -63,7 +72,7 @@ def test_idle_speech_end(speech_22k):
                                                                 rtc.VideoBufferType.RGB24)}
         for frame in frames_of(speech_22k, 22050):
             await gen.push_audio(frame)
-        await gen.push_audio(AudioSegmentEnd())
+        await gen.push_audio(lk.AudioSegmentEnd())
         items = await until_end(it)
         check_ticks(items)
         audio = [f for f in items if isinstance(f, rtc.AudioFrame)]
@@ -83,9 +92,9 @@ def test_idle_speech_end(speech_22k):
     assert n * SPF / 48000 >= ends[0].playback_position
 
 
-def test_clear_buffer_ends_interrupted_at_once(speech_22k):
+def test_clear_buffer_ends_interrupted_at_once(lk, speech_22k):
     ends = []
-    gen = LipstreamVideoGenerator(box=BOX, cache=False, on_segment_end=ends.append)
+    gen = lk.LipstreamVideoGenerator(box=BOX, cache=False, on_segment_end=ends.append)
 
     async def main():
         it = gen.__aiter__()
@@ -99,14 +108,14 @@ def test_clear_buffer_ends_interrupted_at_once(speech_22k):
         gen.clear_buffer()
         item = await it.__anext__()
         waited = time.perf_counter() - t0
-        assert isinstance(item, AudioSegmentEnd), "the next item after clear_buffer is the segment's end"
+        assert isinstance(item, lk.AudioSegmentEnd), "the next item after clear_buffer is the segment's end"
         assert waited < 0.1
         after = await take(it, 5)
         assert all(isinstance(f, rtc.VideoFrame) for f in after), "idle at once"
         # A new utterance afterwards: speech again, its own position from zero.
         for frame in frames_of(speech_22k[:22050], 22050, ms=20):
             await gen.push_audio(frame)
-        await gen.push_audio(AudioSegmentEnd())
+        await gen.push_audio(lk.AudioSegmentEnd())
         items = await until_end(it)
         check_ticks(items)
         assert sum(isinstance(f, rtc.AudioFrame) for f in items) == 25
@@ -120,17 +129,17 @@ def test_clear_buffer_ends_interrupted_at_once(speech_22k):
     assert ends[1].playback_position == pytest.approx(1.0)
 
 
-def test_other_rates_are_resampled(speech_22k):
+def test_other_rates_are_resampled(lk, speech_22k):
     """A rate the session does not take (20 kHz) goes through LiveKit's resampler to 48 kHz."""
     ends = []
-    gen = LipstreamVideoGenerator(box=BOX, cache=False, on_segment_end=ends.append)
+    gen = lk.LipstreamVideoGenerator(box=BOX, cache=False, on_segment_end=ends.append)
     pcm = np.interp(np.arange(0, len(speech_22k), 22050 / 20000), np.arange(len(speech_22k)), speech_22k)
 
     async def main():
         it = gen.__aiter__()
         for frame in frames_of(pcm.astype(np.float32), 20000):
             await gen.push_audio(frame)
-        await gen.push_audio(AudioSegmentEnd())
+        await gen.push_audio(lk.AudioSegmentEnd())
         check_ticks(await until_end(it))
 
     try:
@@ -162,17 +171,17 @@ class _Room(rtc.EventEmitter):
         return True
 
 
-def test_under_avatar_runner(speech_22k):
+def test_under_avatar_runner(lk, speech_22k):
     """The in-process path of `LipstreamAvatar`: QueueAudioOutput → AvatarRunner → this generator,
     paced in real time by LiveKit's AVSynchronizer; the agent hears playback started and finished."""
-    gen = LipstreamVideoGenerator(box=BOX, cache=False)
+    gen = lk.LipstreamVideoGenerator(box=BOX, cache=False)
 
     async def main():
-        audio = QueueAudioOutput(sample_rate=48000, wait_playback_start=True)
+        audio = lk.QueueAudioOutput(sample_rate=48000, wait_playback_start=True)
         events = []
         audio.on("playback_started", lambda ev: events.append(("started", time.perf_counter())))
         audio.on("playback_finished", lambda ev: events.append(("finished", ev.playback_position, ev.interrupted)))
-        runner = AvatarRunner(_Room(), audio_recv=audio, video_gen=gen, options=gen.options)
+        runner = lk.AvatarRunner(_Room(), audio_recv=audio, video_gen=gen, options=gen.options)
         await runner.start()
         try:
             half = speech_22k[: 22050 // 2]
@@ -212,7 +221,7 @@ def test_under_avatar_runner(speech_22k):
         gen.session.close()
 
 
-def test_worker_load_is_the_share_of_open_sessions():
+def test_worker_load_is_the_share_of_open_sessions(lk):
     """`lipstream worker`'s load as LiveKit sees it: open sessions / max_sessions (registering with a
     server is not exercised here)."""
     from stream.adapters.livekit import make_server
@@ -222,7 +231,7 @@ def test_worker_load_is_the_share_of_open_sessions():
     server = make_server(make_config(box=BOX, max_sessions=4), url="ws://127.0.0.1:9", api_key="k", api_secret="s",
                          max_sessions=4)
     assert server.load_fnc() == 0
-    gen = LipstreamVideoGenerator(box=BOX, cache=False)
+    gen = lk.LipstreamVideoGenerator(box=BOX, cache=False)
     try:
         assert server.load_fnc() == 0.25
     finally:
@@ -231,7 +240,7 @@ def test_worker_load_is_the_share_of_open_sessions():
     assert main(["worker", "--livekit-url", "", "--api-key", "", "--api-secret", ""]) == 2
 
 
-def test_lipstream_avatar_takes_the_agents_audio(speech_22k):
+def test_lipstream_avatar_takes_the_agents_audio(lk, speech_22k):
     """`LipstreamAvatar.start(agent_session, room)`, the one call in an entrypoint, with a real
     `AgentSession` (no models) and the stand-in room: the agent's audio output becomes the avatar's
     queue, and what the agent plays is reported back as played."""
@@ -247,7 +256,7 @@ def test_lipstream_avatar_takes_the_agents_audio(speech_22k):
         await avatar.start(agent, room)
         try:
             out = agent.output.audio
-            assert isinstance(out, QueueAudioOutput) and out.sample_rate == 48000
+            assert isinstance(out, lk.QueueAudioOutput) and out.sample_rate == 48000
             events = []
             out.on("playback_started", lambda ev: events.append("started"))
             out.on("playback_finished", lambda ev: events.append((ev.playback_position, ev.interrupted)))

@@ -328,7 +328,7 @@ def test_render_mic_until_ctrl_c_finishes_the_file_and_sigterm_leaves_none(pulse
         out2 = tmp_path / "term.mp4"
         p = _start_cli(["render", "--mic", "--no-cache", "-o", str(out2)], env, tmp_path)
         _wait_for_line(p, "recording from")
-        time.sleep(1.0)
+        time.sleep(0.5)
         p.send_signal(signal.SIGTERM)
         _, stderr = p.communicate(timeout=60)
         assert p.returncode == 143, stderr

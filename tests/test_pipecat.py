@@ -77,7 +77,7 @@ def test_interruption(speech_22k):
     pushed = Pushed(service)
     speech = np.concatenate([speech_22k, speech_22k])  # long enough to be cut
     down, _ = asyncio.run(run_test(service, observers=[pushed], frames_to_send=[
-        TTSStartedFrame(), *tts_frames(speech, 22050), SleepFrame(sleep=0.8), InterruptionFrame(),
+        TTSStartedFrame(), *tts_frames(speech, 22050), SleepFrame(sleep=1.5), InterruptionFrame(),
         SleepFrame(sleep=0.6)]))
     assert any(isinstance(f, InterruptionFrame) for f in down), "the interruption is passed on"
     t_int = next(t for t, f in pushed.log if isinstance(f, InterruptionFrame))

@@ -23,7 +23,7 @@ from stream.serve.ice import offer_loopback
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOX = ["--box", "67", "170", "177", "270"]
 MOUTH = (130, 150, 205, 245)  # between the bundled avatar's lips
-SENTENCE = "Hello there, this is a test of the live push. It keeps talking for a little while."
+SENTENCE = "Hello there, this is a test of the live push."
 
 offer_loopback(only=True)  # WebRTC never leaves this machine
 

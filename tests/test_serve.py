@@ -70,7 +70,7 @@ def test_a_viewer_sees_and_hears_speech_in_sync_and_an_interrupt_silences_it(vid
             t0 = time.time()
             said = time.time()
             segment = await c.say(LONG)
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(1.8)
             stopped = time.time()
             await c.interrupt()
             await asyncio.sleep(0.8)
@@ -91,7 +91,7 @@ def test_a_viewer_sees_and_hears_speech_in_sync_and_an_interrupt_silences_it(vid
     names = [(n, d) for _, n, d in events]
     assert ("speaking", {"segment": segment}) in names
     ends = [d for n, d in names if n == "segment_end"]
-    assert ends and ends[0]["segment"] == segment and ends[0]["interrupted"] and 0 < ends[0]["playback_position"] < 3.2
+    assert ends and ends[0]["segment"] == segment and ends[0]["interrupted"] and 0 < ends[0]["playback_position"] < 2.0
 
 
 def test_speech_posted_as_pcm_or_wav_is_spoken_as_it_arrives(speech_22k):
@@ -176,8 +176,9 @@ def test_bad_requests_get_their_status_and_a_json_error():
 
 
 def _keyframes_around(act):
-    """Whether each video packet sent was a keyframe, and how many were sent before `act(base, viewer)`
-    ran (past the first IDR, before the next periodic one)."""
+    """Whether each video packet sent was a keyframe, and how many were sent before `act(base, viewer, sent)`
+    took effect (past the first IDR, before the next periodic one): what it returns, else the count
+    when it was called."""
     async def main():
         async with serving() as (server, base):
             c = PeerClient(base)
@@ -189,8 +190,8 @@ def _keyframes_around(act):
             viewer.media.video.put = lambda packet: (sent.append(packet.is_keyframe), original(packet))
             await asyncio.sleep(0.2)
             before = len(sent)
-            await act(base, viewer)
-            await asyncio.sleep(0.1)
+            before = await act(base, viewer, sent) or before
+            await asyncio.sleep(0.4)
             await c.close()
             return sent, before
 
@@ -198,18 +199,33 @@ def _keyframes_around(act):
 
 
 def test_a_keyframe_request_gets_an_idr_at_once():
-    async def request(base, viewer):
+    async def request(base, viewer, sent):
         sender = next(t.sender for t in viewer.pc.getTransceivers() if t.kind == "video")
         sender._send_keyframe()  # what aiortc calls on a viewer's PLI or FIR
 
     sent, before = _keyframes_around(request)
-    assert not any(sent[:before]) and sent[before]
+    # The frame in the encoder when the request came may leave first, as a P-frame: the IDR is the next.
+    assert not any(sent[:before]) and any(sent[before : before + 2])
 
 
 def test_video_goes_on_with_an_idr_after_an_interrupt_drops_packets():
-    async def interrupt(base, viewer):
+    async def interrupt(base, viewer, sent):
+        encoder = viewer.media._encoder
+        encode, busy = encoder.encode, threading.Event()
+
+        def slow(*args):  # the interrupt lands while a frame is in the encoder: that P-frame is stale too
+            busy.set()
+            time.sleep(0.2)
+            return encode(*args)
+
+        encoder.encode = slow
+        while not busy.is_set():
+            await asyncio.sleep(0.005)
+        encoder.encode = encode
+        before = len(sent)
         async with aiohttp.ClientSession() as http:
             assert (await http.post(f"{base}/sessions/{viewer.id}/interrupt")).status == 200
+        return before
 
     sent, before = _keyframes_around(interrupt)
     assert not any(sent[:before]) and sent[before]  # the queue may have held P-frames the viewer now lacks
@@ -227,7 +243,7 @@ def test_connect_speak_disconnect_cycles_leave_nothing_behind():
 
             await cycle()
             threads = threading.active_count()
-            for _ in range(50):
+            for _ in range(30):  # a thread, task or session kept per cycle shows as 30
                 await cycle()
             await until(lambda: not server.viewers and runtime.open_sessions() == 0)
             await asyncio.sleep(0.5)

@@ -358,7 +358,7 @@ def save_tiny_xtts(folder) -> str:
     tokenizer.save(str(folder / "vocab.json"))
     torch.manual_seed(0)
     args = XttsArgs(gpt_layers=1, gpt_n_model_channels=32, gpt_n_heads=2, gpt_num_audio_tokens=66,
-                    gpt_start_audio_token=64, gpt_stop_audio_token=65, gpt_max_audio_tokens=40, gpt_max_text_tokens=100,
+                    gpt_start_audio_token=64, gpt_stop_audio_token=65, gpt_max_audio_tokens=28, gpt_max_text_tokens=100,
                     gpt_use_perceiver_resampler=True, decoder_input_dim=32, tokenizer_file=str(folder / "vocab.json"))
     config = XttsConfig(model_args=args, languages=["en", "de"])
     model = Xtts(config)

@@ -21,6 +21,8 @@ import torch
 
 from kernels import prepare
 
+from ..device import cuda_index
+
 log = logging.getLogger("lipstream")
 MARGIN = 0.010  # seconds kept between a batch's expected end and its earliest deadline (compose, hand-over)
 _EMA = 0.2  # weight of a new batch time in the running cost estimate
@@ -47,6 +49,7 @@ class LipSyncWorker:
     def __init__(self, backend, max_batch: int):
         self.backend, self.max_batch = backend, max_batch
         self.device, self.dtype, self.name = backend.device, backend.dtype, backend.name
+        self._cuda_index = cuda_index(self.device)
         self._cond = threading.Condition()
         self._pending: list[Job] = []
         self._cost: dict[int, float] = {}  # frames in a batch → seconds, a cautious running estimate
@@ -119,8 +122,8 @@ class LipSyncWorker:
     # The worker thread.
 
     def _loop(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
+        if self._cuda_index is not None:
+            torch.cuda.set_device(self._cuda_index)
         with torch.inference_mode():
             while (jobs := self._take()) is not None:
                 try:

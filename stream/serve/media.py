@@ -78,6 +78,7 @@ class SessionMedia:
         self._events = events or (lambda name, data: None)
         self._on_frame = on_frame or (lambda frame, late: None)
         self._keyframe = False
+        self._drops = 0  # times queued video was dropped (an encode in flight then is stale)
         self._speaking: int | None = None
         self._audio_pts = 0
         self._pending = np.zeros(0, np.int16)
@@ -110,6 +111,7 @@ class SessionMedia:
         goes on with an IDR, since the dropped packets may be what the next frame refers to."""
         self.video.clear()
         self._keyframe = self._keyframe or self.mode == "lipstream"
+        self._drops += 1
         self.audio.clear()
         self._pending = self._pending[:0]
 
@@ -176,7 +178,11 @@ class SessionMedia:
             out.pts, out.time_base = pts, fractions.Fraction(1, VIDEO_RATE)
             self.video.put(out)
             return
-        for packet in await self._encode(frame, image):
+        drops = self._drops
+        packets = await self._encode(frame, image)
+        if self._drops != drops and not any(p.is_keyframe for p in packets):
+            return  # encoded while a drop cleared what it refers to: the viewer would decode garbage
+        for packet in packets:
             packet.pts = packet.pts * VIDEO_RATE // self.session.fps
             packet.time_base = fractions.Fraction(1, VIDEO_RATE)
             self.video.put(packet)
