@@ -3,6 +3,8 @@
 # 3.12 with torch 2.11+cu130, torchaudio, triton, numpy, OpenCV, PyYAML, pytest and nvidia-ml-py,
 # and no internet: PyAV, eSpeak NG and the serve stack (aiortc, aiohttp) are missing) into
 # bench/wheels/ (ignored by git). Then: run(command="bench/gpu.sh", carry=["bench/wheels"]).
+# Not carried: opencv-python-headless (62 MB, over the 64 MiB a call carries with the rest); the
+# image's cv2 has no Haar detector, so gpu.sh renders with the bundled avatar's box there and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf bench/wheels

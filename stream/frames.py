@@ -30,3 +30,4 @@ class FrameBatch:
     mouths: torch.Tensor | None = None  # count×3×96×96, BGR in [0, 1]
     frames: torch.Tensor | None = None  # count×H×W×3 uint8 BGR
     packets: list = field(default_factory=list)  # encoded video packets
+    audio_packets: list = field(default_factory=list)  # encoded audio packets (AAC, for a file)

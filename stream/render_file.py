@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from . import runtime
+from .audio.aac import AacStage
 from .audio.schedule import FrameScheduler, Progress
 from .config import RenderConfig, as_config
 from .device import resolve_device
@@ -111,6 +112,7 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
             LipSyncStage(worker, avatar),
             ComposeStage(avatar, worker.dtype),
             EncodeStage(X264Encoder(video), device),
+            AacStage() if box.audio else None,  # beside the frames, not in the muxer's thread
             FileSink(output, video, progress),
         ) if s is not None]
         for s in stages:

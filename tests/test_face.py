@@ -45,3 +45,17 @@ def test_detected_boxes_are_smoothed_over_five_frames():
     assert min(abs(a - b) for a, b in zip(raw, raw[1:])) >= 8
     lefts = face_boxes(frames)[:, 2]
     assert max(abs(a - b) for a, b in zip(lefts, lefts[1:])) <= 4
+
+
+def test_an_opencv_without_haar_is_one_line_naming_the_fix(monkeypatch):
+    """The GPU image's OpenCV had no CascadeClassifier: a traceback deep in detection before."""
+    from stream.video import face
+
+    face._cascade.cache_clear()
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    try:
+        with pytest.raises(LipstreamError, match=r"has no Haar face detector: install opencv-python-headless<5, "
+                                                 r"or give the face box \(--box\)$"):
+            detect(np.zeros((64, 64, 3), np.uint8))
+    finally:
+        face._cascade.cache_clear()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from stream.audio.aac import AacStage
 from stream.audio.schedule import Progress
 from stream.frames import FrameBatch
 from stream.sinks.file import FileSink
@@ -14,12 +15,15 @@ from stream.video.encode import EncodeStage, VideoFormat, X264Encoder
 
 
 def _write(path, fmt: VideoFormat, n=30):
-    encode, sink = EncodeStage(X264Encoder(fmt), torch.device("cpu")), FileSink(str(path), fmt, Progress())
-    batches = []
+    encode, aac, sink = EncodeStage(X264Encoder(fmt), torch.device("cpu")), AacStage(), FileSink(str(path), fmt, Progress())
+    batches, encoded = [], []
     frames = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (n, fmt.height, fmt.width, 3), dtype=np.uint8))
     encode.process(FrameBatch(0, n, np.zeros(n * 48000 // fmt.fps, np.float32), frames=frames), batches.append)
     encode.finish(batches.append)
     for b in batches:
+        aac.process(b, encoded.append)
+    aac.finish(encoded.append)
+    for b in encoded:
         sink.process(b, lambda _: None)
     sink.finish(lambda _: None)
 

@@ -110,7 +110,9 @@ def test_preview_window_under_xvfb(tmp_path):
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["where"] == "window"
-    assert got["speaking_frames"] >= round(got["speech_seconds"] * 25) - 2, got
+    # A frame whose successor is due before Tk drew it is dropped, to stay in step: on a loaded
+    # 2-core CI machine Tk under Xvfb lost 4 of 43 once. Pacing that skipped every other frame fails.
+    assert got["speaking_frames"] >= 0.85 * round(got["speech_seconds"] * 25), got
     w, h = got["window_size"]
     assert w >= 512 and h >= 512  # the bundled avatar, 512×512, shown whole
 

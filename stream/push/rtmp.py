@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
+from ..audio.aac import configure_aac, pcm_frame
 from ..audio.schedule import OUT_RATE
 from ..serve.media import SessionMedia
 from ..video.encode import VideoFormat
@@ -29,7 +30,6 @@ PROFILES = ("main", "baseline")
 KEY_SECONDS = 2  # ingests (YouTube, Twitch …) want a key frame at least every 2 s
 CLOSE_WAIT = 5.0  # seconds close() waits for the writer (PyAV's output has no I/O timeout: a blackholed ingest
 # blocks a write until the kernel gives up on the TCP connection; a closed or killed one fails at once)
-AUDIO_BITRATE = 128_000
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,7 @@ class _Connection:
             self.video = self.out.add_stream("libx264", rate=fmt.fps)
             fmt.configure(self.video.codec_context)
             self.audio = self.out.add_stream("aac", rate=OUT_RATE)
-            self.audio.layout = "mono"
-            self.audio.codec_context.bit_rate = AUDIO_BITRATE
+            configure_aac(self.audio.codec_context)
             self.out.start_encoding()  # connects, publishes and sends the FLV header now
         except BaseException:
             try:
@@ -96,10 +95,7 @@ class _Connection:
             p.time_base = fractions.Fraction(1, self.fmt.fps)
             p.stream = self.video
             self.out.mux(p)
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio, np.float32).reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate, frame.time_base = OUT_RATE, fractions.Fraction(1, OUT_RATE)
-        frame.pts = (index - self.base) * len(audio)
-        for p in self.audio.encode(frame):
+        for p in self.audio.encode(pcm_frame(audio, (index - self.base) * len(audio))):
             self.out.mux(p)
         self.frames += 1
         return True

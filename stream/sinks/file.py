@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 
 import av
-import numpy as np
 
+from ..audio.aac import configure_aac
 from ..audio.schedule import OUT_RATE, Progress
 from ..errors import LipstreamError
 from ..files import commit, discard, output_kind, temporary_beside
@@ -55,11 +55,10 @@ class FileSink(Stage):
         self.path, self.video, self.progress = path, video, progress
         self.container = CONTAINERS[output_kind(path)]
         c = self.container
-        self.engine = f"pyav {c.format}" + (" + aac" if c.audio else " (video only)") + (" to stdout" if path == "-" else "")
+        self.engine = f"pyav {c.format}" + ("" if c.audio else " (video only)") + (" to stdout" if path == "-" else "")
         self._tmp: str | None = None  # made by the first item, in the pipeline's run: its close() removes it
         self._opened = False
         self._done = False
-        self._audio_pts = 0
         self.frames = 0
 
     def _open(self) -> None:
@@ -81,9 +80,9 @@ class FileSink(Stage):
         self.video.configure(self._video.codec_context)
         self._video.time_base = fractions.Fraction(1, self.video.fps)
         self._audio = None
-        if c.audio:
+        if c.audio:  # its packets come from `AacStage`, configured alike
             self._audio = self._out.add_stream("aac", rate=OUT_RATE)
-            self._audio.layout = "mono"
+            configure_aac(self._audio.codec_context)
 
     def process(self, item: FrameBatch, emit) -> None:
         if not self._opened:
@@ -91,12 +90,9 @@ class FileSink(Stage):
         for packet in item.packets:
             packet.stream = self._video
             self._out.mux(packet)
-        if len(item.audio) and self._audio is not None:
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(item.audio).reshape(1, -1), format="flt", layout="mono")
-            frame.sample_rate, frame.pts = OUT_RATE, self._audio_pts
-            self._audio_pts += len(item.audio)
-            for packet in self._audio.encode(frame):
-                self._out.mux(packet)
+        for packet in item.audio_packets if self._audio is not None else ():
+            packet.stream = self._audio
+            self._out.mux(packet)
         if self.progress.first_frame_at is None and item.count:
             self.progress.first_frame_at = time.perf_counter()
         self.frames += item.count
@@ -104,11 +100,7 @@ class FileSink(Stage):
         emit(item)
 
     def finish(self, emit) -> None:
-        if not self._opened:
-            raise LipstreamError("nothing to render: the speech is empty")
-        for packet in self._audio.encode(None) if self._audio is not None else ():
-            self._out.mux(packet)
-        if self.frames == 0:
+        if not self._opened or self.frames == 0:
             raise LipstreamError("nothing to render: the speech is empty")
         self._out.close()
         self._done = True

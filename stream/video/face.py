@@ -15,6 +15,9 @@ SMOOTH = 5  # frames
 
 @functools.lru_cache(maxsize=1)
 def _cascade() -> cv2.CascadeClassifier:
+    if not hasattr(cv2, "CascadeClassifier"):  # OpenCV 5 moved the Haar detector out (the H100 image's cv2)
+        raise LipstreamError(f"this OpenCV ({cv2.__version__}, {os.path.dirname(cv2.__file__)}) has no Haar face "
+                             "detector: install opencv-python-headless<5, or give the face box (--box)")
     path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
