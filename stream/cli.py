@@ -20,6 +20,8 @@ def _render_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--mic", action="store_true", help="record the microphone until Ctrl-C (or --seconds) and lip-sync it")
     p.add_argument("--seconds", type=float, metavar="N", help="with --mic: stop recording after N seconds")
     _settings_args(p)
+    p.add_argument("--encoder", choices=["auto", "libx264", "nvenc"],
+                   help="video encoder (default auto: NVENC where the GPU has one, else libx264; the log says why)")
     p.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4",
                    help="output: .mp4 (default out.mp4), .mov, .mkv, .h264 (video only), or - for fragmented MP4 on stdout")
 
@@ -110,7 +112,7 @@ def _cmd_render(args) -> int:
     from .sources.chunker import read_text
 
     # Every setting, the output and the text are checked before torch and the media stack load.
-    cfg = make_config(args.config, **_settings(args))
+    cfg = make_config(args.config, encoder=args.encoder, **_settings(args))
     check_writable(args.output)
     stdin = args.text_file == "-"  # read as it arrives, by render
     mic = _microphone(args)

@@ -32,6 +32,7 @@ class RenderConfig:
     tts_language: str | None = None  # Coqui: the language of multilingual models (XTTS: en, de, …)
     words_per_minute: int = 165
     preset: str = "veryfast"  # libx264
+    encoder: str = "auto"  # renders: auto (NVENC where the GPU has it, else libx264), libx264, nvenc
     crf: int = 20
     cache: bool = True  # reuse prepared avatars
     lead: float = 0.2  # live sessions: seconds of frames kept ready ahead of the consumer
@@ -61,6 +62,8 @@ class RenderConfig:
             raise LipstreamError(f"crf must be from 0 to 51, not {self.crf!r}")
         if self.precision not in ("auto", *PRECISIONS):
             raise LipstreamError(f"precision must be auto, {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.encoder not in ("auto", "libx264", "nvenc"):
+            raise LipstreamError(f"encoder must be auto, libx264 or nvenc, not {self.encoder!r}")
         if self.preset not in PRESETS:
             raise LipstreamError(f"unknown x264 preset {self.preset!r} (one of {', '.join(PRESETS)})")
         if not 80 <= self.words_per_minute <= 450:

@@ -47,7 +47,11 @@ def _show(rows) -> None:
 def run(args) -> int:
     _show(facts())
     _show(device_facts())
+    from .device import resolve_device
     from .render_file import render
+    from .video.encode import encoder_choice
+
+    _show([("video encoder", encoder_choice(resolve_device(args.device)))])
 
     with tempfile.TemporaryDirectory() as tmp:
         result = render(os.path.join(tmp, "doctor.mp4"), text="Testing, one, two.", device=args.device,

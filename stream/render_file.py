@@ -23,7 +23,7 @@ from .sources.speech import TTSStage, audio_source, streamed_text_source, text_s
 from .sources.stdin import read_pieces
 from .sources.tts import make_tts
 from .video.compose import ComposeStage
-from .video.encode import EncodeStage, VideoFormat, X264Encoder
+from .video.encode import EncodeStage, VideoFormat, make_video_encoder
 
 log = logging.getLogger("lipstream")
 
@@ -111,7 +111,7 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
             FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, progress),
             LipSyncStage(worker, avatar),
             ComposeStage(avatar, worker.dtype),
-            EncodeStage(X264Encoder(video), device),
+            EncodeStage(make_video_encoder(video, device, cfg.encoder), device),
             AacStage() if box.audio else None,  # beside the frames, not in the muxer's thread
             FileSink(output, video, progress),
         ) if s is not None]

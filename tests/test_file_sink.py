@@ -155,3 +155,22 @@ def test_standard_output_gets_fragmented_mp4_and_the_summary_goes_to_stderr(tmp_
         c.seek(0)
         audio = next(c.decode(audio=0))
         assert video[0].time == audio.time == 0  # they start together: no B-frame delay without an edit list
+
+
+def test_a_stream_that_does_not_start_with_its_parameter_sets_is_refused(tmp_path):
+    """The track's header is made from the first packet's SPS/PPS (any encoder's): without them the
+    file would not play, so the render fails and leaves nothing."""
+    from stream import LipstreamError
+
+    fmt = VideoFormat(128, 96, 25)
+    batches = []
+    encode = EncodeStage(X264Encoder(fmt), torch.device("cpu"))
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (12, 96, 128, 3), dtype=np.uint8))
+    encode.process(FrameBatch(0, 12, np.zeros(12 * 1920, np.float32), frames=frames), batches.append)
+    encode.finish(batches.append)
+    packets = [p for b in batches for p in b.packets][1:]  # the IDR (and its SPS/PPS) lost
+    sink = FileSink(str(tmp_path / "x.mp4"), fmt, Progress())
+    with pytest.raises(LipstreamError, match="^the video stream does not start with a key frame and its parameter sets$"):
+        sink.process(FrameBatch(0, 12, np.zeros(0, np.float32), packets=packets), lambda _: None)
+    sink.close()
+    assert list(tmp_path.iterdir()) == []

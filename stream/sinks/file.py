@@ -23,7 +23,7 @@ from ..errors import LipstreamError
 from ..files import commit, discard, output_kind, temporary_beside
 from ..frames import FrameBatch
 from ..pipeline import Stage
-from ..video.encode import VideoFormat
+from ..video.encode import VideoFormat, h264_template
 
 log = logging.getLogger("lipstream")
 
@@ -59,9 +59,10 @@ class FileSink(Stage):
         self._tmp: str | None = None  # made by the first item, in the pipeline's run: its close() removes it
         self._opened = False
         self._done = False
+        self._held: list = []  # audio packets that came before the first video packet
         self.frames = 0
 
-    def _open(self) -> None:
+    def _open(self, first: av.Packet) -> None:
         c = self.container
         if self.path == "-":
             target = sys.stdout.buffer
@@ -74,10 +75,8 @@ class FileSink(Stage):
                 discard(self._tmp)
             raise LipstreamError(f"cannot write {self.path}: {e}") from None
         self._opened = True
-        # PyAV opens this track's own libx264 to write the avcC header: configured as the real
-        # encoder, its SPS/PPS are the ones in the packets.
-        self._video = self._out.add_stream("libx264", rate=self.video.fps)
-        self.video.configure(self._video.codec_context)
+        with h264_template(first) as template:  # the track's header from the packets' own SPS/PPS
+            self._video = self._out.add_stream_from_template(template)
         self._video.time_base = fractions.Fraction(1, self.video.fps)
         self._audio = None
         if c.audio:  # its packets come from `AacStage`, configured alike
@@ -85,14 +84,17 @@ class FileSink(Stage):
             configure_aac(self._audio.codec_context)
 
     def process(self, item: FrameBatch, emit) -> None:
-        if not self._opened:
-            self._open()
-        for packet in item.packets:
-            packet.stream = self._video
-            self._out.mux(packet)
-        for packet in item.audio_packets if self._audio is not None else ():
-            packet.stream = self._audio
-            self._out.mux(packet)
+        if not self._opened and item.packets:
+            self._open(item.packets[0])
+        self._held.extend(item.audio_packets)  # until the video track exists (the encoder's first packets lag)
+        if self._opened:
+            for packet in item.packets:
+                packet.stream = self._video
+                self._out.mux(packet)
+            for packet in self._held if self._audio is not None else ():
+                packet.stream = self._audio
+                self._out.mux(packet)
+            self._held = []
         if self.progress.first_frame_at is None and item.count:
             self.progress.first_frame_at = time.perf_counter()
         self.frames += item.count

@@ -1,19 +1,24 @@
 """H.264 through PyAV's libx264: frames in, Annex B packets out (SPS/PPS in band, as WebRTC wants)."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import fractions
+import io
 from dataclasses import dataclass
 
 import av
 import numpy as np
 import torch
 
-from kernels import bgr_to_i420
+from kernels import bgr_to_i420, bgr_to_nv12
 
 from ..config import PRESETS
 from ..errors import LipstreamError
 from ..frames import FrameBatch
 from ..pipeline import Stage
+
+log = logging.getLogger("lipstream")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,18 @@ class VideoFormat:
         ctx.options = options
 
 
+@contextlib.contextmanager
+def h264_template(first: av.Packet):
+    """A stream described by the H.264 stream itself: the first packet's in-band SPS and PPS (from
+    whichever encoder made it), parsed by FFmpeg's H.264 demuxer, as a template for a muxer's track
+    (`add_stream_from_template`; MP4 turns them into its avcC header)."""
+    with av.open(io.BytesIO(bytes(first)), format="h264") as src:
+        stream = src.streams.video[0]
+        if not (first.is_keyframe and stream.codec_context.width and stream.codec_context.extradata):
+            raise LipstreamError("the video stream does not start with a key frame and its parameter sets")
+        yield stream
+
+
 class X264Encoder:
     name = "libx264"
 
@@ -71,6 +88,36 @@ class X264Encoder:
         return list(self.ctx.encode(None))
 
 
+ENCODERS = ("auto", "libx264", "nvenc")
+_told: set = set()
+
+
+def make_video_encoder(fmt: VideoFormat, device: torch.device, choice: str = "auto"):
+    """NVENC where the frames are on a GPU that has it (`choice` auto or nvenc), else libx264; the
+    reason is logged once per device, and `nvenc` asked for where it cannot run is an error."""
+    from .nvenc import NvencEncoder, unavailable
+
+    if choice == "libx264":
+        return X264Encoder(fmt)
+    why = unavailable(device)
+    if why is None:
+        return NvencEncoder(fmt, device)
+    if choice == "nvenc":
+        raise LipstreamError(f"encoder nvenc: {why}")
+    if device.type == "cuda" and device not in _told:
+        _told.add(device)
+        log.info("video encoder: libx264, not NVENC: %s", why)
+    return X264Encoder(fmt)
+
+
+def encoder_choice(device: torch.device, choice: str = "auto") -> str:
+    """What `make_video_encoder` would pick, and why (for `doctor`)."""
+    from .nvenc import unavailable
+
+    why = "asked for" if choice == "libx264" else unavailable(device)
+    return "nvenc" if why is None else f"libx264 (NVENC: {why})"
+
+
 class EncodeStage(Stage):
     """On CUDA the frames become I420 on the GPU first, so half the bytes cross to the CPU encoder;
     on the CPU swscale's BGR conversion measures faster (1.1 ms vs 3.9 ms a 512² frame) than the
@@ -78,22 +125,29 @@ class EncodeStage(Stage):
 
     name = "encode"
 
-    def __init__(self, encoder: X264Encoder, source_device: torch.device):
+    def __init__(self, encoder, source_device: torch.device):
         self.encoder = encoder
         self.on_gpu = source_device.type == "cuda"
         # The thread's device is the frames' (for the colour kernel); libx264 itself runs on the CPU.
         self.device = source_device if self.on_gpu else "cpu"
-        self.engine = encoder.name + (" on cpu, i420 by triton" if self.on_gpu else " (swscale bgr24)")
+        if getattr(encoder, "input", None) == "nv12":
+            self._convert, self.engine = bgr_to_nv12, f"{encoder.name}, nv12 by triton, no host copy"
+        elif self.on_gpu:
+            self._convert, self.engine = bgr_to_i420, f"{encoder.name} on cpu, i420 by triton"
+        else:
+            self._convert, self.engine = None, f"{encoder.name} (swscale bgr24)"
         self._next = 0
 
     def warmup(self) -> None:
-        if self.on_gpu:  # Triton compiles the colour kernel on its first call
+        if self._convert is not None:  # Triton compiles the colour kernel on its first call
             f = self.encoder.format
-            bgr_to_i420(torch.zeros(1, f.height, f.width, 3, dtype=torch.uint8, device=self.device))
+            self._convert(torch.zeros(1, f.height, f.width, 3, dtype=torch.uint8, device=self.device))
 
     def process(self, item: FrameBatch, emit) -> None:
-        if self.on_gpu:
-            images, fmt = bgr_to_i420(item.frames).cpu().numpy(), "yuv420p"  # the host copy for libx264
+        if self._convert is bgr_to_nv12:
+            images, fmt = self._convert(item.frames), "nv12"  # stays on the GPU, read on this stream
+        elif self._convert is not None:
+            images, fmt = self._convert(item.frames).cpu().numpy(), "yuv420p"  # the host copy for libx264
         else:
             images, fmt = item.frames.numpy(), "bgr24"
         for k in range(item.count):
