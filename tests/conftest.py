@@ -109,3 +109,4 @@ def pytest_xdist_auto_num_workers(config):
     three workers took the suite from 128 s to 112 s."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return cores + max(1, cores // 2)
+

@@ -67,7 +67,9 @@ def test_reduced_precision_error(model, inputs, reference, precision):
     if precision == "bfloat16" and not cpu_has_bf16():
         pytest.skip("this CPU has no native bf16")
     fast = InferenceWav2Lip(model, torch.device("cpu"), precision, lower_face=False)
-    out = fast(*inputs)
+    n = 1 if precision == "float16" else len(reference)  # the CPU emulates float16 convolutions: 3× slower
+    out = fast(*(x[:n] for x in inputs))
+    reference = reference[:n]
     assert out.dtype == fast.dtype and out.shape == reference.shape
     levels = (out.float() - reference).abs().max().item() * 255
     assert levels <= LEVELS[precision], f"{precision}: {levels:.3f} levels"

@@ -166,7 +166,7 @@ def test_each_frame_gets_its_own_mel_window_and_the_masked_face(speech_22k, resp
     from kernels.compose import compose_ref
     from stream import load_wav2lip, wav2lip_mel
 
-    pcm = speech_22k[:27000]  # 1.2 s, 30 frames
+    pcm = speech_22k[:19000]  # 0.86 s, 21 frames
     frames, _, avatar = render_frames(pcm, 22050, checkpoint=responsive_checkpoint, precision="float32", batch_size=8)
     mel = wav2lip_mel(torchaudio.functional.resample(torch.from_numpy(pcm), 22050, 16000))
     model = load_wav2lip(responsive_checkpoint, "cpu")  # the plain model: no folding, no lower-face shortcut
@@ -179,7 +179,7 @@ def test_each_frame_gets_its_own_mel_window_and_the_masked_face(speech_22k, resp
             mouth = model(mel[:, start : start + 16].reshape(1, 1, 80, 16), face)
         return compose_ref(avatar.frames[:1], mouth, avatar.boxes[:1], avatar.mask)[0].int()
 
-    for i in (0, 1, 9, 21, len(frames) - 1):
+    for i in (0, 1, 9, 15, len(frames) - 1):
         assert (frames[i].int() - expected(i)).abs().max() <= 2, f"frame {i}"
     # The check can tell windows apart: a window a frame late would not pass.
-    assert max((frames[i].int() - expected(i, lead=0)).abs().max().item() for i in (9, 21)) > 10
+    assert max((frames[i].int() - expected(i, lead=0)).abs().max().item() for i in (9, 15)) > 10

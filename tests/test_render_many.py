@@ -14,7 +14,7 @@ BOX = [67, 170, 177, 270]
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, logging_level="WARNING")
+    ray.init(num_cpus=1, include_dashboard=False, object_store_memory=80 * 1024 * 1024, logging_level="WARNING")
     yield
     ray.shutdown()
 
@@ -36,7 +36,9 @@ def test_batch_bad_line_and_resume(tmp_path, local_ray, capsys):
     ])
     (tmp_path / "out").mkdir()
     report = tmp_path / "results.jsonl"
-    assert main(["render-many", jobs, "--workers", "2", "--json", str(report)]) == 1
+    # One worker: Ray's processes cost this 2-core machine more than the jobs (29 s with two on a
+    # loaded run); the spreading over workers is Ray's, what is tested here is lipstream's part.
+    assert main(["render-many", jobs, "--workers", "1", "--json", str(report)]) == 1
     out = capsys.readouterr().out
     assert "line 3: FAILED: not valid JSON" in out
     assert "line 6: FAILED:" in out and "missing.wav" in out
@@ -47,7 +49,7 @@ def test_batch_bad_line_and_resume(tmp_path, local_ray, capsys):
     results = [json.loads(line) for line in report.read_text().splitlines()]
     assert [(r["line"], r["status"]) for r in results] == [(1, "done"), (2, "done"), (3, "failed"), (5, "done"),
                                                             (6, "failed")]
-    assert len({r["pid"] for r in results if r["status"] == "done"}) <= 2  # two workers, each kept its model
+    assert len({r["pid"] for r in results if r["status"] == "done"}) == 1  # one worker kept its model for every job
     assert all(r["frames"] > 10 for r in results if r["status"] == "done")
 
     # Again: the finished ones are skipped, the failed ones tried again (and fail again).
