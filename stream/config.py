@@ -13,6 +13,7 @@ DEFAULT_AVATAR = os.path.join(os.path.dirname(__file__), "assets", "astronaut.pn
 PRECISIONS = ("float32", "bfloat16", "float16")  # Wav2Lip's reduced-precision choices, besides auto
 TTS_ENGINES = ("auto", "coqui", "espeak")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+ENCODERS = ("auto", "libx264", "nvenc")  # renders: auto takes NVENC where the GPU has it
 
 
 @dataclass
@@ -62,7 +63,7 @@ class RenderConfig:
             raise LipstreamError(f"crf must be from 0 to 51, not {self.crf!r}")
         if self.precision not in ("auto", *PRECISIONS):
             raise LipstreamError(f"precision must be auto, {', '.join(PRECISIONS)}, not {self.precision!r}")
-        if self.encoder not in ("auto", "libx264", "nvenc"):
+        if self.encoder not in ENCODERS:
             raise LipstreamError(f"encoder must be auto, libx264 or nvenc, not {self.encoder!r}")
         if self.preset not in PRESETS:
             raise LipstreamError(f"unknown x264 preset {self.preset!r} (one of {', '.join(PRESETS)})")

@@ -24,6 +24,9 @@ from stream.sources.tts import make_tts
 from stream.sources.coqui_random import save_random_vits as save_tiny_vits
 from stream.sources.tts_coqui import CoquiTTS
 
+# With pytest-xdist, one worker runs them all, first: the tiny XTTS and VITS are made once (3 s).
+pytestmark = pytest.mark.xdist_group("coqui")
+
 BOX = (67, 170, 177, 270)  # the example avatar's face box: no face detection
 RATE = 16000
 SENTENCE = "Hello there, this is a test."

@@ -1,10 +1,12 @@
-"""H.264 through PyAV's libx264: frames in, Annex B packets out (SPS/PPS in band, as WebRTC wants)."""
+"""H.264: frames in, Annex B packets out (SPS/PPS in band, as WebRTC wants). The encoder contract is
+`X264Encoder`'s: `encode(image, pts, fmt, keyframe)` and `flush()` return PyAV packets, and `input`
+says what the image is (host BGR/I420 here; NV12 on the GPU for `nvenc.NvencEncoder`)."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import fractions
 import io
+import logging
 from dataclasses import dataclass
 
 import av
@@ -64,6 +66,7 @@ def h264_template(first: av.Packet):
 
 class X264Encoder:
     name = "libx264"
+    input = "host"  # bgr24 or yuv420p arrays in host memory
 
     def __init__(self, fmt: VideoFormat):
         if fmt.preset not in PRESETS:
@@ -88,8 +91,7 @@ class X264Encoder:
         return list(self.ctx.encode(None))
 
 
-ENCODERS = ("auto", "libx264", "nvenc")
-_told: set = set()
+_told: set = set()  # devices whose encoder choice was logged
 
 
 def make_video_encoder(fmt: VideoFormat, device: torch.device, choice: str = "auto"):
@@ -130,7 +132,7 @@ class EncodeStage(Stage):
         self.on_gpu = source_device.type == "cuda"
         # The thread's device is the frames' (for the colour kernel); libx264 itself runs on the CPU.
         self.device = source_device if self.on_gpu else "cpu"
-        if getattr(encoder, "input", None) == "nv12":
+        if encoder.input == "nv12":
             self._convert, self.engine = bgr_to_nv12, f"{encoder.name}, nv12 by triton, no host copy"
         elif self.on_gpu:
             self._convert, self.engine = bgr_to_i420, f"{encoder.name} on cpu, i420 by triton"
