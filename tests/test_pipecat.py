@@ -76,9 +76,12 @@ def test_interruption(speech_22k):
     service = LipstreamVideoService(session_settings=dict(box=BOX, cache=False))
     pushed = Pushed(service)
     speech = np.concatenate([speech_22k, speech_22k])  # long enough to be cut
+    # The first second, a pause in which it starts speaking (the session opens then: slow on a loaded
+    # machine), the rest, and the interruption while the rest is still queued.
+    first = 22050 // 20 * 20
     down, _ = asyncio.run(run_test(service, observers=[pushed], frames_to_send=[
-        TTSStartedFrame(), *tts_frames(speech, 22050), SleepFrame(sleep=1.5), InterruptionFrame(),
-        SleepFrame(sleep=0.6)]))
+        TTSStartedFrame(), *tts_frames(speech[:first], 22050), SleepFrame(sleep=1.0),
+        *tts_frames(speech[first:], 22050), SleepFrame(sleep=0.8), InterruptionFrame(), SleepFrame(sleep=0.6)]))
     assert any(isinstance(f, InterruptionFrame) for f in down), "the interruption is passed on"
     t_int = next(t for t, f in pushed.log if isinstance(f, InterruptionFrame))
     audio_t = [t for t, f in pushed.log if isinstance(f, TTSAudioRawFrame)]

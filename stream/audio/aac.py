@@ -1,8 +1,9 @@
 """AAC at 48 kHz mono from the clock's float samples.
 
-A file render encodes its audio in a stage of its own, beside the frames: in the muxing thread it
-was most of that thread's work (0.27 s of 0.28 s per 480 frames on the 2-core CPU), and the muxer
-is the pipeline's last stage, which every frame waits for."""
+A file render encodes its audio in a stage of its own, beside the frames. In the muxer's thread,
+the pipeline's last stage, it was nearly all of that thread's work: the file stage was busy 1.36 s
+for bench.txt's 472 frames on the 2-core CPU, 0.01 s without it; on the H100 that stage (1.17 s)
+was the render's longest."""
 from __future__ import annotations
 
 import fractions

@@ -1,4 +1,5 @@
-"""The file sink: encoded packets and 48 kHz audio muxed as they come, by the output's name:
+"""The file sink: H.264 packets (any encoder's: the track's header is made from their own SPS/PPS)
+and AAC packets muxed as they come, by the output's name:
 
 - `.mp4` / `.m4v` / `.mov`: written to a temporary name beside the output (memory stays flat however
   long the render), the index moved to the front at the end (faststart, for players that stream),
