@@ -78,13 +78,13 @@ class Pipeline:
                 pass
         raise _Stopped
 
-    def _run_stage(self, i: int, cuda_index: int | None) -> None:
+    def _run_stage(self, i: int, device_index: int | None) -> None:
         stage = self.stages[i]
         out = self._queues[i + 1] if i + 1 < len(self.stages) else None
         emit = (lambda item: self._put(out, item)) if out is not None else (lambda item: None)
         try:
-            if cuda_index is not None:
-                torch.cuda.set_device(cuda_index)  # a new thread starts on device 0
+            if device_index is not None:
+                torch.cuda.set_device(device_index)  # a new thread starts on device 0
             with torch.inference_mode():  # grad mode is per thread: every stage runs inference only
                 self._loop(stage, self._queues[i], out, emit)
         except _Stopped:
