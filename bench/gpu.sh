@@ -37,7 +37,7 @@ status=0
   # Every import the steps below need, against the version pyproject.toml pins (the image's own
   # packages come first where bench/wheels has none): a mismatch is named, not discovered mid-run.
   python - <<'PY'
-import importlib, importlib.metadata as md, re, tomllib
+import importlib.metadata as md, tomllib
 from pip._vendor.packaging.requirements import Requirement
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
 for dep in deps:

@@ -111,7 +111,6 @@ def pytest_xdist_auto_num_workers(config):
     return cores + max(1, cores // 2)
 
 
-
 # Test files by the wall time their tests take (longest first, measured on the 2-core machine).
 # pytest-xdist hands tests out in this order, so the long real-time ones start early and none is
 # left running alone at the end (at the end of the order they made the suite 8-10 s longer).
