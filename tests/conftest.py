@@ -7,11 +7,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # thread, so OpenMP's spinning threads do not fight over the cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# numba compiles librosa's kernels (Coqui's Griffin-Lim, its mel) on first use and caches them in
-# site-packages: on a fresh venv, as in CI, one Glow-TTS test took 46 s instead of 2. The tests'
-# utterances are short, so the plain-Python versions of those kernels are fast enough.
-os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
-
 import numpy as np
 import pytest
 
