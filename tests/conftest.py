@@ -122,3 +122,15 @@ _LONGEST_FIRST = ("test_render_many", "test_push", "test_mic", "test_tts_coqui",
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
+
+def pytest_configure(config):
+    """`xdist_group` silently does nothing with pytest >= 9.2 and pytest-xdist <= 3.8 (pytest-xdist#1386)."""
+    from importlib.metadata import version
+
+    def at_least(name, *v):
+        return tuple(int(p) for p in version(name).split(".")[:len(v)] if p.isdigit()) >= v
+
+    if config.getoption("dist", "no") == "loadgroup" and at_least("pytest", 9, 2) and not at_least("pytest-xdist", 3, 9):
+        raise pytest.UsageError("pytest-xdist's xdist_group has no effect with pytest >= 9.2 (pytest-xdist#1386): "
+                                "install the test extra's pins (pip install -e '.[test]')")

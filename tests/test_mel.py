@@ -98,6 +98,7 @@ def test_streamed_mel_does_not_depend_on_chunking_to_the_bit(speech_16k):
     assert torch.equal(run([160] * 100), whole)
 
 
+@pytest.mark.xdist_group("librosa")  # on the worker that has compiled librosa's numba kernels (tests/test_tts_coqui.py)
 def test_mel_matches_the_public_recipe_computed_by_librosa(speech_16k):
     """Wav2Lip's own audio.py, step by step, on the library it used (librosa, installed with
     coqui-tts): pre-emphasis by lfilter, librosa.stft (reflect padding, as its librosa 0.7 did),

@@ -24,8 +24,10 @@ from stream.sources.tts import make_tts
 from stream.sources.coqui_random import save_random_vits as save_tiny_vits
 from stream.sources.tts_coqui import CoquiTTS
 
-# With pytest-xdist, one worker runs them all, first: the tiny XTTS and VITS are made once (3 s).
-pytestmark = pytest.mark.xdist_group("coqui")
+# With pytest-xdist, one worker runs them all: the tiny XTTS and VITS are made once, transformers
+# is imported once (5.5 s), and librosa's numba kernels, which Coqui imports, are compiled once
+# (20 s of CPU in a fresh venv; tests/test_mel.py's librosa test joins the group for the same reason).
+pytestmark = pytest.mark.xdist_group("librosa")
 
 BOX = (67, 170, 177, 270)  # the example avatar's face box: no face detection
 RATE = 16000
