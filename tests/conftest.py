@@ -38,13 +38,27 @@ def speech_16k(speech_22k):
     return torchaudio.functional.resample(torch.from_numpy(speech_22k), 22050, 16000)
 
 
+def shared_file(tmp_path_factory, name: str, make) -> str:
+    """A file every pytest-xdist worker of this run uses, made once by the first that needs it
+    (`make(path)`) while the others wait: a random Wav2Lip is 1.5 s of CPU, a responsive one 2.6 s."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # the run's folder, shared
+    path = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            make(str(path.with_suffix(".tmp")))
+            path.with_suffix(".tmp").rename(path)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def wav2lip_checkpoint(tmp_path_factory) -> str:
     from stream.lipsync.checkpoint import save_random_wav2lip
 
-    path = tmp_path_factory.mktemp("ckpt") / "wav2lip_random.pth"
-    save_random_wav2lip(str(path))
-    return str(path)
+    return shared_file(tmp_path_factory, "wav2lip_random.pth", save_random_wav2lip)
 
 
 class _Collect:
@@ -98,9 +112,7 @@ def responsive_checkpoint(tmp_path_factory) -> str:
     """Random weights whose mouth follows the mel window (BatchNorm statistics measured, not random)."""
     from stream.lipsync.checkpoint import save_random_wav2lip
 
-    path = tmp_path_factory.mktemp("ckpt") / "wav2lip_responsive.pth"
-    save_random_wav2lip(str(path), responsive=True)
-    return str(path)
+    return shared_file(tmp_path_factory, "wav2lip_responsive.pth", lambda p: save_random_wav2lip(p, responsive=True))
 
 
 def pytest_xdist_auto_num_workers(config):

@@ -248,6 +248,8 @@ def test_portaudio_missing_is_one_line_and_exit_2(tmp_path):
         ctypes.util.find_library = lambda name: None if "portaudio" in name else _find(name)
         import sys
         sys.modules.pop("_sounddevice_data", None)
+        import atexit  # the check comes before the 1.5 s of loading torch
+        atexit.register(lambda: "torch" in sys.modules and sys.stderr.write("torch was loaded\\n"))
         """))
     env = {"PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
     for cmd in (["render", "--mic", "-o", str(tmp_path / "x.mp4")], ["preview", "--mic"]):

@@ -58,7 +58,7 @@ def test_render_example_procedural(tmp_path):
 def test_render_with_wav2lip_checkpoint(tmp_path, wav2lip_checkpoint):
     out = tmp_path / "w2l.mp4"
     progress = Progress()
-    result = render(str(out), text="Testing the learned mouth.", checkpoint=wav2lip_checkpoint, batch_size=8,
+    result = render(str(out), text="A learned mouth.", checkpoint=wav2lip_checkpoint, batch_size=8,
                     box=BOX, progress=progress)
     _check_video(out, progress.speech_samples, moving=False)
     assert "lipsync wav2lip" in result.summary() and "folded channels_last" in result.summary()
