@@ -84,13 +84,13 @@ def test_pushed_speech_matches_render_frame_for_frame(speech_22k):
 
 def test_wav2lip_session_matches_render_within_rounding(speech_22k, wav2lip_checkpoint):
     """Wav2Lip on the CPU rounds differently by batch size (oneDNN): equal up to one level at a few pixels."""
-    pcm = speech_22k[: 11025]
+    pcm = speech_22k[: 6615]  # 0.3 s: 8 frames, one batch
     with Session(box=BOX, checkpoint=wav2lip_checkpoint, precision="float32", batch_size=8, cache=False) as s:
         s.push_audio(pcm, 22050)
         s.end_segment()
         spoken = speaking(drain(s, ends(1)))
     frames, _, _ = render_frames(pcm, 22050, checkpoint=wav2lip_checkpoint, precision="float32", batch_size=8)
-    assert len(spoken) == len(frames) == 13
+    assert len(spoken) == len(frames) == 8
     for k, f in enumerate(spoken):
         diff = (f.image.int() - frames[k].int()).abs()
         assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3, k
