@@ -57,6 +57,8 @@ MUTATIONS = [
              "    for chunk in chunker.flush()[:-1]:", ("tests/test_stdin.py",)),
     Mutation("coqui-loaded-per-engine", "stream/sources/tts_coqui.py", "        loaded = _models.get(key)\n",
              "        loaded = None\n", ("tests/test_tts_coqui.py",)),
+    Mutation("coqui-vocoder-ignored", "stream/sources/tts_coqui.py", "use_griffin_lim=synth.vocoder_model is None)",
+             "use_griffin_lim=True)", ("tests/test_tts_coqui.py::test_a_spectrogram_model_speaks_through_its_vocoder_or_griffin_lim",)),
     Mutation("rtmp-keyframes-too-rare", "stream/push/rtmp.py", "KEY_SECONDS = 2 ", "KEY_SECONDS = 5 ",
              ("tests/test_push.py",)),
     Mutation("livekit-clear-buffer-ignored", "stream/adapters/livekit.py", "        self._resampler = None\n        self.session.interrupt()\n",

@@ -321,12 +321,18 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob(".*"))
 
 
-def test_a_spectrogram_model_speaks_through_coquis_own_synthesis(tmp_path):
-    """Not VITS nor XTTS (here Glow-TTS without a vocoder): Coqui's synthesis and Griffin-Lim, a waveform per piece."""
+def test_a_spectrogram_model_speaks_through_its_vocoder_or_griffin_lim(tmp_path, monkeypatch):
+    """Not VITS nor XTTS, here Glow-TTS: by name from Coqui's cache it comes with its default vocoder
+    (a Multiband MelGAN) and speaks through it; a folder without a vocoder falls back to Coqui's
+    Griffin-Lim. A waveform per piece either way."""
     from TTS.config.shared_configs import BaseAudioConfig
     from TTS.tts.configs.glow_tts_config import GlowTTSConfig
     from TTS.tts.configs.shared_configs import CharactersConfig
     from TTS.tts.models.glow_tts import GlowTTS
+    from TTS.utils.audio.processor import AudioProcessor
+    from TTS.utils.manage import ModelManager
+    from TTS.vocoder.configs import MultibandMelganConfig
+    from TTS.vocoder.models import setup_model as setup_vocoder
 
     torch.manual_seed(0)
     audio = BaseAudioConfig(sample_rate=RATE, fft_size=256, win_length=256, hop_length=64, num_mels=40,
@@ -339,11 +345,41 @@ def test_a_spectrogram_model_speaks_through_coquis_own_synthesis(tmp_path):
                            num_flow_blocks_dec=2, num_block_layers=1,
                            encoder_params={"kernel_size": 3, "dropout_p": 0.1, "num_layers": 1, "num_heads": 2,
                                            "hidden_channels_ffn": 32, "input_length": None})
-    torch.save({"model": GlowTTS(config).state_dict()}, tmp_path / "model.pth")
-    config.save_json(str(tmp_path / "config.json"))
-    tts = engine(str(tmp_path))
-    assert (tts.name, tts.sample_rate) == ("coqui glow_tts", RATE)
-    short, long = say(tts, "Hello there."), say(tts, SENTENCE + " And a good deal more to say after that, and more.")
+    cache = tmp_path / "coqui" / "tts"
+    model = cache / "tts_models--en--ljspeech--glow-tts"  # .models.json: its default vocoder is this MelGAN
+    vocoder = cache / "vocoder_models--en--ljspeech--multiband-melgan"
+    model.mkdir(parents=True), vocoder.mkdir()
+    torch.save({"model": GlowTTS(config).state_dict()}, model / "model_file.pth")
+    config.save_json(str(model / "config.json"))
+    voc = MultibandMelganConfig(audio=audio, generator_model_params={"upsample_factors": [4, 4], "num_res_blocks": 1},
+                                discriminator_model_params={"base_channels": 16, "max_channels": 32,
+                                                            "downsample_factors": [4]})  # 4 bands × 16 = the hop
+    torch.save({"model": setup_vocoder(voc).state_dict()}, vocoder / "model_file.pth")
+    voc.save_json(str(vocoder / "config.json"))
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("lipstream tried to download a model")
+
+    monkeypatch.setattr(ModelManager, "download_model", no_download)
+    monkeypatch.setenv("TTS_HOME", str(tmp_path / "coqui"))
+    long_text = SENTENCE + " And a good deal more to say after that, and more."
+
+    def griffin_lim_not_used(*args, **kwargs):
+        raise AssertionError("Griffin-Lim ran although the model has a vocoder")
+
+    with monkeypatch.context() as m:
+        m.setattr(AudioProcessor, "inv_melspectrogram", griffin_lim_not_used)
+        named = engine("tts_models/en/ljspeech/glow-tts")
+        vocoded = []
+        run = named._m.api.synthesizer.vocoder_model.inference
+        m.setattr(named._m.api.synthesizer.vocoder_model, "inference", lambda x: vocoded.append(x) or run(x))
+        assert (named.name, named.sample_rate) == ("coqui glow_tts", RATE)
+        short, long = say(named, "Hello there."), say(named, long_text)
+        assert np.isfinite(long).all() and len(long) > 2 * len(short) > 0 and len(vocoded) >= 2
+
+    alone = engine(str(model))  # the folder by itself: no vocoder, so Coqui's Griffin-Lim
+    assert alone._m.api.synthesizer.vocoder_model is None
+    short, long = say(alone, "Hello there."), say(alone, long_text)
     assert np.isfinite(long).all() and len(long) > 2 * len(short) > 0
 
 
