@@ -54,7 +54,8 @@ PY
 } > "$out/machine.txt" 2>&1
 cat "$out/machine.txt"
 echo "== CUDA tests" | tee "$out/cuda-tests.txt"
-python -m pytest -q -m cuda -p no:cacheprovider tests 2>&1 | tee -a "$out/cuda-tests.txt"
+# -o addopts=: the image has no pytest-xdist, which pyproject's `--dist` needs
+python -m pytest -q -o addopts= -m cuda -p no:cacheprovider tests 2>&1 | tee -a "$out/cuda-tests.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || [ "$device" != cuda ] || status=1
 echo "== whole render on CUDA (random-weight Wav2Lip)" | tee "$out/render.txt"
 DEVICE=$device python - <<'PY' 2>&1 | tee -a "$out/render.txt"

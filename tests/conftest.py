@@ -115,6 +115,7 @@ def responsive_checkpoint(tmp_path_factory) -> str:
     return shared_file(tmp_path_factory, "wav2lip_responsive.pth", lambda p: save_random_wav2lip(p, responsive=True))
 
 
+@pytest.hookimpl(optionalhook=True)  # a GPU image without pytest-xdist still runs the suite (bench/gpu.sh)
 def pytest_xdist_auto_num_workers(config):
     """`-n auto`: a worker per core and half as many again, since a third of the suite's time is
     spent waiting on real time (WebRTC, RTMP, sound devices), not computing. On the 2-core machine
