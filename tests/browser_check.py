@@ -57,7 +57,8 @@ async def main(chromium: str, video: str) -> dict:
             "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
             "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
             f"--remote-debugging-port={CDP_PORT}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "TMPDIR": profile})  # its singleton socket folder goes with the profile
         try:
             async with aiohttp.ClientSession() as http:
                 for _ in range(100):
