@@ -144,6 +144,7 @@ def pytest_configure(config):
     def at_least(name, *v):
         return tuple(int(p) for p in version(name).split(".")[:len(v)] if p.isdigit()) >= v
 
-    if config.getoption("dist", "no") == "loadgroup" and at_least("pytest", 9, 2) and not at_least("pytest-xdist", 3, 9):
+    grouping = config.getoption("dist", "no") == "loadgroup"
+    if grouping and at_least("pytest", 9, 2) and not at_least("pytest-xdist", 3, 9):
         raise pytest.UsageError("pytest-xdist's xdist_group has no effect with pytest >= 9.2 (pytest-xdist#1386): "
                                 "install the test extra's pins (pip install -e '.[test]')")
