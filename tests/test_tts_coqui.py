@@ -26,7 +26,7 @@ from stream.sources.tts_coqui import CoquiTTS
 
 # With pytest-xdist, one worker runs them all: the tiny XTTS and VITS are made once, transformers
 # is imported once (5.5 s), and librosa's numba kernels, which Coqui imports, are compiled once
-# (20 s of CPU in a fresh venv; tests/test_mel.py's librosa test joins the group for the same reason).
+# (≈ 25 s of CPU in a fresh venv; tests/test_mel.py's librosa test joins the group for the same reason).
 pytestmark = pytest.mark.xdist_group("librosa")
 
 BOX = (67, 170, 177, 270)  # the example avatar's face box: no face detection
@@ -63,6 +63,17 @@ def say(tts, text) -> np.ndarray:
     chunks = list(tts.synthesize(text))
     assert chunks and all(isinstance(c, np.ndarray) and c.dtype == np.float32 and c.ndim == 1 for c in chunks)
     return np.concatenate(chunks)
+
+
+@pytest.fixture
+def no_downloads(monkeypatch):
+    """Coqui's downloader fails the test if anything calls it."""
+    from TTS.utils.manage import ModelManager
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("lipstream tried to download a model")
+
+    monkeypatch.setattr(ModelManager, "download_model", no_download)
 
 
 def test_a_saved_vits_loads_through_the_factory_and_speaks(tiny_vits):
@@ -221,13 +232,7 @@ def test_a_single_speaker_model_takes_no_speaker(tiny_vits):
     assert str(e.value) == f"the Coqui model {model} has a single speaker: drop --tts-speaker 'alice'"
 
 
-def test_a_model_name_loads_from_coquis_cache_and_never_downloads(tmp_path, tiny_vits, monkeypatch):
-    from TTS.utils.manage import ModelManager
-
-    def no_download(*args, **kwargs):
-        raise AssertionError("lipstream tried to download a model")
-
-    monkeypatch.setattr(ModelManager, "download_model", no_download)
+def test_a_model_name_loads_from_coquis_cache_and_never_downloads(tmp_path, tiny_vits, monkeypatch, no_downloads):
     monkeypatch.setenv("TTS_HOME", str(tmp_path / "coqui"))
     folder = tmp_path / "coqui" / "tts" / "tts_models--en--ljspeech--vits"
     name = "tts_models/en/ljspeech/vits"
@@ -321,7 +326,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob(".*"))
 
 
-def test_a_spectrogram_model_speaks_through_its_vocoder_or_griffin_lim(tmp_path, monkeypatch):
+def test_a_spectrogram_model_speaks_through_its_vocoder_or_griffin_lim(tmp_path, monkeypatch, no_downloads):
     """Not VITS nor XTTS, here Glow-TTS: by name from Coqui's cache it comes with its default vocoder
     (a Multiband MelGAN) and speaks through it; a folder without a vocoder falls back to Coqui's
     Griffin-Lim. A waveform per piece either way."""
@@ -330,7 +335,6 @@ def test_a_spectrogram_model_speaks_through_its_vocoder_or_griffin_lim(tmp_path,
     from TTS.tts.configs.shared_configs import CharactersConfig
     from TTS.tts.models.glow_tts import GlowTTS
     from TTS.utils.audio.processor import AudioProcessor
-    from TTS.utils.manage import ModelManager
     from TTS.vocoder.configs import MultibandMelganConfig
     from TTS.vocoder.models import setup_model as setup_vocoder
 
@@ -356,11 +360,6 @@ def test_a_spectrogram_model_speaks_through_its_vocoder_or_griffin_lim(tmp_path,
                                                             "downsample_factors": [4]})  # 4 bands × 16 = the hop
     torch.save({"model": setup_vocoder(voc).state_dict()}, vocoder / "model_file.pth")
     voc.save_json(str(vocoder / "config.json"))
-
-    def no_download(*args, **kwargs):
-        raise AssertionError("lipstream tried to download a model")
-
-    monkeypatch.setattr(ModelManager, "download_model", no_download)
     monkeypatch.setenv("TTS_HOME", str(tmp_path / "coqui"))
     long_text = SENTENCE + " And a good deal more to say after that, and more."
 
