@@ -135,7 +135,8 @@ def run(m: Mutation) -> tuple[bool, float]:
             raise SystemExit(f"{m.name}: the text to break occurs {text.count(m.old)} times in {m.path}")
         with open(target, "w", encoding="utf-8") as f:
             f.write(text.replace(m.old, m.new))
-        env = {**os.environ, "PYTHONPATH": tree}  # the copy, not the installed checkout
+        env = {**os.environ, "PYTHONPATH": tree,  # the copy, not the installed checkout
+               "NUMBA_CACHE_DIR": os.path.join(ROOT, ".pytest_cache", "numba")}  # librosa's kernels compiled once
         start = time.monotonic()
         try:
             proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *m.tests],
