@@ -2,6 +2,8 @@
 controller loads this file too, and every worker waits for it to start (1.5 s for torch)."""
 import os
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # More workers than cores (see below): each one's torch, and the commands it starts, on one
     # thread, so OpenMP's spinning threads do not fight over the cores.
@@ -10,13 +12,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # at LLVM -O0, 18.0 s of CPU instead of 24.5 s (same results: no fast-math), into a cache of the tests'
 # own, so the venv's cache never holds the unoptimised code.
 os.environ.setdefault("NUMBA_OPT", "0")
-os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                      ".pytest_cache", "numba"))
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(ROOT, ".pytest_cache", "numba"))
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE_AVATAR = os.path.join(ROOT, "examples", "astronaut.png")
 EXAMPLE_TEXT = os.path.join(ROOT, "examples", "hello.txt")
 
