@@ -27,7 +27,7 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 from pipecat.workers.runner import WorkerRunner
 
 from stream.adapters.pipecat import LipstreamVideoService
-from stream.sources.tts_espeak import EspeakTTS
+from stream.tts.espeak import EspeakTTS
 
 SETTINGS = {k: v for k, v in (("avatar", os.environ.get("LIPSTREAM_AVATAR")),
                               ("checkpoint", os.environ.get("LIPSTREAM_CHECKPOINT"))) if v}

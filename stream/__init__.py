@@ -9,15 +9,15 @@ _NAMES = {
     "Wav2Lip": "lipsync.wav2lip",
     "load_wav2lip": "lipsync.checkpoint",
     "wav2lip_mel": "audio.mel",
-    "render": "render_file",
-    "RenderResult": "render_file",
+    "render": "graphs.render",
+    "RenderResult": "graphs.render",
     "RenderConfig": "config",
     "LipstreamError": "errors",
     "InferenceWav2Lip": "lipsync.inference",
     "Session": "live.session",
     "Frame": "live.session",
     "SegmentEnd": "live.session",
-    "SessionLimitError": "runtime",
+    "SessionLimitError": "graphs.runtime",
 }
 __all__ = list(_NAMES)
 

@@ -29,7 +29,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def speech_22k() -> np.ndarray:
     """Real synthetic speech from the embedded voice (22.05 kHz float32)."""
-    from stream.sources.tts_espeak import EspeakTTS
+    from stream.tts.espeak import EspeakTTS
 
     chunks = []
     EspeakTTS().speak("The quick brown fox jumps over the lazy dog. Sphinx of black quartz, judge my vow!", chunks.append)
@@ -93,11 +93,11 @@ def render_frames(pcm, rate, box=(67, 170, 177, 270), **settings):
     """What `render` composes for this audio, before the encoder: its own stages, on the shared worker."""
     import torch
 
-    from stream import runtime
+    from stream.graphs import runtime
     from stream.audio.schedule import FrameScheduler, Progress
     from stream.config import make_config
     from stream.lipsync.backends import LipSyncStage
-    from stream.pipeline import Pipeline
+    from stream.graphs.pipeline import Pipeline
     from stream.sources.speech import audio_source
     from stream.video.compose import ComposeStage
 

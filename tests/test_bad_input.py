@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from stream.cli import main
+from stream.cli.main import main
 
 
 def _run(capsys, tmp_path, *args, out_name="out.mp4"):

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from stream.sources.chunker import FIRST, MAX, Chunker, sentences
+from stream.tts.chunker import FIRST, MAX, Chunker, sentences
 
 WORDS = ["alpha", "beta,", "gamma.", "delta!", "epsilon;", "zeta?", "eta", "theta:", "iota", "Dr.", "e.g.",
          "3.14", "example.com/a.b", "J.", "\u201cquoted.\u201d", "(aside.)", "x" * 230, "\u4f60\u597d\u3002", "kappa\u2014"]

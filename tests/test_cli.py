@@ -12,9 +12,9 @@ import pytest
 from conftest import ROOT
 
 from stream import render
-from stream.cli import main
+from stream.cli.main import main
 from stream.errors import LipstreamError
-from stream.sources.tts_espeak import EspeakTTS, find_voice, voice_for
+from stream.tts.espeak import EspeakTTS, find_voice, voice_for
 
 BOX = (67, 170, 177, 270)
 

@@ -1,4 +1,4 @@
-from stream.cli import main
+from stream.cli.main import main
 
 
 def test_doctor_reports_where_each_stage_ran(capsys):

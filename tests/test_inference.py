@@ -2,14 +2,7 @@
 import pytest
 import torch
 from stream.lipsync.checkpoint import load_wav2lip
-from stream.lipsync.inference import (
-    BUCKETS,
-    InferenceWav2Lip,
-    bucket_for,
-    cpu_has_bf16,
-    fold_batchnorm,
-    resolve_precision,
-)
+from stream.lipsync.inference import BUCKETS, InferenceWav2Lip, bucket_for, cpu_has_bf16, fold_batchnorm, resolve_precision
 
 from stream.lipsync.wav2lip import Conv
 
@@ -125,7 +118,7 @@ def test_cuda_graphs_match_eager(model, inputs, reference, precision):
 def test_cuda_graphs_inside_a_running_pipeline(model):
     """Graphs captured up front, then replayed from a stage thread while other threads use the GPU;
     buckets share one pool and replay in another order than captured."""
-    from stream.pipeline import Pipeline, Stage
+    from stream.graphs.pipeline import Pipeline, Stage
 
     dev = torch.device("cuda")
     fast = InferenceWav2Lip(model, dev, "bfloat16")

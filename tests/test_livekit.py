@@ -225,7 +225,7 @@ def test_worker_load_is_the_share_of_open_sessions(lk):
     """`lipstream worker`'s load as LiveKit sees it: open sessions / max_sessions (registering with a
     server is not exercised here)."""
     from stream.adapters.livekit import make_server
-    from stream.cli import main
+    from stream.cli.main import main
     from stream.config import make_config
 
     server = make_server(make_config(box=BOX, max_sessions=4), url="ws://127.0.0.1:9", api_key="k", api_secret="s",

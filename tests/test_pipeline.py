@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from stream.pipeline import Pipeline, Stage
+from stream.graphs.pipeline import Pipeline, Stage
 
 
 class Double(Stage):

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from stream.cli import main
+from stream.cli.main import main
 from stream.serve.ice import offer_loopback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,8 +6,8 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'lipstream[ray]')")
 
-from stream.cli import main  # noqa: E402
-from stream.render_many import read_jobs  # noqa: E402
+from stream.cli.main import main  # noqa: E402
+from stream.graphs.render_many import read_jobs  # noqa: E402
 
 BOX = [67, 170, 177, 270]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from stream import runtime
+from stream.graphs import runtime
 from stream.config import make_config
 from stream.serve.app import MAX_TEXT, Server
 from stream.serve.client import PeerClient

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import EXAMPLE_AVATAR, render_frames
 
-from stream import runtime
+from stream.graphs import runtime
 from stream.audio.resample import StreamResampler
 from stream.errors import LipstreamError
 from stream.live.session import Frame, SegmentEnd, Session

@@ -4,7 +4,7 @@ import torch
 from stream.lipsync.procedural import ProceduralLipSync
 
 from stream import LipstreamError
-from stream.sources.tts_espeak import EspeakTTS
+from stream.tts.espeak import EspeakTTS
 
 
 def test_espeak_streams_chunks_of_speech():

@@ -14,15 +14,15 @@ import torch
 from conftest import ROOT
 
 import stream
-from stream.cli import main
+from stream.cli.main import main
 from stream.config import make_config
 from stream.errors import LipstreamError
 from stream.live.session import Frame, SegmentEnd, Session
-from stream.sources import tts_coqui
-from stream.sources.chunker import sentences
-from stream.sources.tts import make_tts
-from stream.sources.coqui_random import save_random_vits as save_tiny_vits
-from stream.sources.tts_coqui import CoquiTTS
+from stream.tts import coqui as tts_coqui
+from stream.tts.chunker import sentences
+from stream.tts.registry import make_tts
+from stream.tts.coqui_random import save_random_vits as save_tiny_vits
+from stream.tts.coqui import CoquiTTS
 
 # With pytest-xdist, one worker runs them all: the tiny XTTS and VITS are made once, transformers
 # is imported once (5.5 s), and librosa's numba kernels, which Coqui imports, are compiled once

@@ -42,7 +42,7 @@ except ImportError as e:  # pragma: no cover - depends on the extra
     raise ImportError(f"the LiveKit adapter needs the livekit extra: pip install 'lipstream[livekit]' ({e})") from e
 
 from ..live.session import PCM_RATES, Frame, SegmentEnd, Session
-from .worker import AGENT_NAME
+from . import AGENT_NAME
 
 log = logging.getLogger("lipstream")
 
@@ -258,7 +258,7 @@ def make_server(config, *, url: str, api_key: str, api_secret: str, agent_name: 
     load is the share of `max_sessions` open."""
     from livekit.agents import AgentServer, JobExecutorType
 
-    from .. import runtime
+    from ..graphs import runtime
 
     server = AgentServer(ws_url=url, api_key=api_key, api_secret=api_secret, job_executor_type=JobExecutorType.THREAD,
                          load_fnc=lambda: runtime.open_sessions() / max_sessions, load_threshold=1.0,
@@ -272,9 +272,9 @@ def make_server(config, *, url: str, api_key: str, api_secret: str, agent_name: 
 
 
 def measured_max_sessions(config) -> int:
-    """`max_sessions`, or the shared worker's measured capacity (`stream.runtime.capacity`): the
+    """`max_sessions`, or the shared worker's measured capacity (`stream.graphs.runtime.capacity`): the
     model is loaded and measured before the worker registers."""
-    from .. import runtime
+    from ..graphs import runtime
     from ..device import resolve_device
 
     if config.max_sessions:

@@ -12,7 +12,7 @@ import av
 import numpy as np
 
 from ..frames import FrameBatch
-from ..pipeline import Stage
+from ..stage import Stage
 from .schedule import OUT_RATE
 
 BIT_RATE = 128_000

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..frames import FrameBatch, PcmChunk
-from ..pipeline import Stage
+from ..stage import Stage
 from .clock import MEL_WINDOW, Clock
 from .mel import SAMPLE_RATE, MelStream
 from .resample import StreamResampler

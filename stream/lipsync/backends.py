@@ -10,7 +10,7 @@ import torch
 from kernels import prepare
 
 from ..frames import FrameBatch
-from ..pipeline import Stage
+from ..stage import Stage
 from .checkpoint import load_wav2lip
 from .inference import InferenceWav2Lip
 from .procedural import ProceduralLipSync

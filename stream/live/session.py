@@ -25,14 +25,14 @@ import torch
 
 from kernels import compose
 
-from .. import runtime
+from ..graphs import runtime
 from ..audio.schedule import OUT_RATE, SpeechClock
 from ..config import RenderConfig, as_config
 from ..device import resolve_device
 from ..errors import LipstreamError
 from ..lipsync.worker import MARGIN, SAFETY, Job
-from ..sources.chunker import Chunker, check_text
-from ..sources.tts import make_tts
+from ..tts.chunker import Chunker, check_text
+from ..tts.registry import make_tts
 
 log = logging.getLogger("lipstream")
 PCM_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)

@@ -23,7 +23,7 @@ from ..audio.schedule import OUT_RATE, Progress
 from ..errors import LipstreamError
 from ..files import commit, discard, output_kind, temporary_beside
 from ..frames import FrameBatch
-from ..pipeline import Stage
+from ..stage import Stage
 from ..video.encode import VideoFormat, h264_template
 
 log = logging.getLogger("lipstream")

@@ -6,9 +6,9 @@ from typing import Iterator
 import numpy as np
 
 from ..frames import PcmChunk, TextChunk
-from ..pipeline import Stage
+from ..stage import Stage
 from ..errors import LipstreamError
-from .chunker import Chunker, sentences
+from ..tts.chunker import Chunker, sentences
 
 
 class TTSStage(Stage):

@@ -6,7 +6,7 @@ import torch
 from kernels import compose
 
 from ..frames import FrameBatch
-from ..pipeline import Stage
+from ..stage import Stage
 
 
 class ComposeStage(Stage):

@@ -18,7 +18,7 @@ from kernels import bgr_to_i420, bgr_to_nv12
 from ..config import PRESETS
 from ..errors import LipstreamError
 from ..frames import FrameBatch
-from ..pipeline import Stage
+from ..stage import Stage
 
 log = logging.getLogger("lipstream")
 

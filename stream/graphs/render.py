@@ -8,22 +8,22 @@ import time
 from dataclasses import dataclass
 
 from . import runtime
-from .audio.aac import AacStage
-from .audio.schedule import FrameScheduler, Progress
-from .config import RenderConfig, as_config
-from .device import resolve_device
-from .errors import LipstreamError
-from .files import check_writable, output_kind
-from .lipsync.backends import LipSyncStage
+from ..audio.aac import AacStage
+from ..audio.schedule import FrameScheduler, Progress
+from ..config import RenderConfig, as_config
+from ..device import resolve_device
+from ..errors import LipstreamError
+from ..files import check_writable, output_kind
+from ..lipsync.backends import LipSyncStage
 from .pipeline import Pipeline
-from .sinks.file import CONTAINERS, FileSink
-from .sources.chunker import read_text
-from .sources.media import read_audio
-from .sources.speech import TTSStage, audio_source, streamed_text_source, text_source
-from .sources.stdin import read_pieces
-from .sources.tts import make_tts
-from .video.compose import ComposeStage
-from .video.encode import EncodeStage, VideoFormat, make_video_encoder
+from ..sinks.file import CONTAINERS, FileSink
+from ..tts.chunker import read_text
+from ..sources.media import read_audio
+from ..sources.speech import TTSStage, audio_source, streamed_text_source, text_source
+from ..sources.stdin import read_pieces
+from ..tts.registry import make_tts
+from ..video.compose import ComposeStage
+from ..video.encode import EncodeStage, VideoFormat, make_video_encoder
 
 log = logging.getLogger("lipstream")
 
@@ -79,7 +79,7 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
     check_writable(output)
     device = resolve_device(cfg.device)
     if mic is not None:
-        from .sources.mic import Microphone
+        from ..sources.mic import Microphone
 
         source, speech = (Microphone() if mic is True else mic).chunks(), None
     elif audio is not None:

@@ -1,5 +1,5 @@
-"""`lipstream stream --push URL`: one live avatar, always on air, pushed to an RTMP(S) or WHIP ingest;
-and the `--push` flags of `lipstream serve`. Parsing imports nothing heavy."""
+"""`lipstream stream --push URL`: one live avatar, always on air, pushed to an RTMP(S) or WHIP ingest.
+Parsing imports nothing heavy."""
 from __future__ import annotations
 
 import argparse
@@ -8,19 +8,10 @@ import signal
 import sys
 
 from ..errors import LipstreamError
-
-
-def add_push_args(p: argparse.ArgumentParser) -> None:
-    """--push and --push-token (`serve` and `stream`)."""
-    p.add_argument("--push", metavar="URL", help="push a live broadcast: rtmp://HOST/APP/KEY, rtmps://…, "
-                   "or a WHIP endpoint http(s)://…")
-    p.add_argument("--push-token", metavar="T", help="WHIP: Authorization: Bearer T (default: $LIPSTREAM_PUSH_TOKEN)")
-    p.add_argument("--profile", choices=["main", "baseline"], default="main", help="RTMP: the H.264 profile (default main)")
+from .settings import add_push_args, add_settings_args, settings
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    from ..cli import _settings_args
-
     add_push_args(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--text", help="what the avatar says")
@@ -36,13 +27,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ice-loopback-only", action="store_true",
                    help="WHIP: offer only 127.0.0.1 (tests: no traffic off this machine)")
     p.add_argument("--lead", type=float, help="seconds of frames the session keeps ready ahead (default 0.2)")
-    _settings_args(p)
+    add_settings_args(p)
 
 
 def run(args) -> int:
-    from ..cli import _settings
     from ..config import make_config
-    from .retry import is_loopback, kind_of
+    from ..push.retry import is_loopback, kind_of
 
     if not args.push:
         raise LipstreamError("stream needs --push URL (rtmp://HOST/APP/KEY, rtmps://…, or a WHIP endpoint http(s)://…)")
@@ -50,10 +40,10 @@ def run(args) -> int:
     if args.text is None and args.text_file is None and args.audio is None and not args.control:
         raise LipstreamError("nothing to say: give --text, --text-file (- for stdin), --audio, or --control HOST:PORT")
     control = _address(args.control) if args.control else None
-    cfg = make_config(args.config, lead=args.lead, **_settings(args))
+    cfg = make_config(args.config, lead=args.lead, **settings(args))
     text = samples = None
     if args.text is not None or (args.text_file not in (None, "-")):
-        from ..sources.chunker import read_text
+        from ..tts.chunker import read_text
 
         text = read_text(args.text, args.text_file)
     elif args.audio is not None:
@@ -88,8 +78,8 @@ async def _main(args, cfg, kind, control, text, samples, stopped) -> int:
     from aiohttp import web
 
     from ..serve.app import Server
-    from . import inputs
-    from .broadcast import BROADCAST_ID, Broadcast
+    from ..push import inputs
+    from ..push.broadcast import BROADCAST_ID, Broadcast
 
     server = Server(cfg, token=args.token or os.environ.get("LIPSTREAM_TOKEN") or None, ice_servers=args.ice_server)
     token = args.push_token or os.environ.get("LIPSTREAM_PUSH_TOKEN") or None

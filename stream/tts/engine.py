@@ -1,4 +1,4 @@
-"""The text-to-speech contract every engine keeps, and the factory that picks one from the settings.
+"""The text-to-speech contract every engine keeps (`stream.tts.registry` picks one from the settings).
 
 An engine turns one text piece (a sentence or a clause, from the chunker) into mono PCM chunks,
 yielded as they are made: float32 NumPy arrays, or 1-D float32 tensors on the engine's device (a
@@ -45,14 +45,3 @@ class TTSEngine(ABC):
 
     def describe(self) -> str:
         return f"{self.name} ({self.device})"
-
-
-def make_tts(cfg, device) -> TTSEngine:
-    """The engine the settings ask for: `tts` auto (Coqui when a Coqui model is set), coqui or espeak."""
-    if cfg.tts == "espeak" or (cfg.tts == "auto" and not cfg.tts_model):
-        from .tts_espeak import EspeakTTS
-
-        return EspeakTTS(cfg.voice, cfg.words_per_minute)
-    from .tts_coqui import CoquiTTS
-
-    return CoquiTTS(cfg.tts_model, cfg.tts_config, device, speaker=cfg.tts_speaker, language=cfg.tts_language)

@@ -1,53 +1,23 @@
 """`lipstream bench lipsync|kernels|sessions|serve|tts`: tables and the same numbers as JSON. Each kind
-lives in its own module, imported when asked for, so the command line starts without torch."""
+is a module of `stream.bench`, imported when asked for, so the command line starts without torch."""
 from __future__ import annotations
 
-import json
+import importlib
 import os
 
-from .files import write_atomically
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def table(rows: list[dict], keys: list[str]) -> str:
-    widths = [max(len(k), *(len(str(r.get(k))) for r in rows)) for k in keys]
-    lines = ["  ".join(k.ljust(w) for k, w in zip(keys, widths))]
-    lines += ["  ".join(str(r.get(k)).ljust(w) for k, w in zip(keys, widths)) for r in rows]
-    return "\n".join(lines)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout (examples/)
+KINDS = ("lipsync", "kernels", "sessions", "serve", "tts")
 
 
 def run(args) -> int:
-    from .bench_lipsync import machine
-    from .device import resolve_device
+    from ..device import resolve_device
 
     device = resolve_device(args.device)
-    if args.what == "sessions":
-        from .bench_sessions import run as run_sessions
-
-        return run_sessions(args, device, machine, table, _write)
-    if args.what == "tts":
-        from .bench_tts import run as run_tts
-
-        return run_tts(args, device, machine, table, _write)
-    if args.what == "serve":
-        from .bench_serve import run as run_serve
-
-        return run_serve(args, device, machine, table, _write)
-    from .bench_lipsync import run as run_lipsync
-
-    return run_lipsync(args, device, table, _write)
-
-
-def _write(path: str | None, result: dict) -> None:
-    if path:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        write_atomically(path, json.dumps(result, indent=2).encode())
-        print(f"\nwrote {path}")
+    return importlib.import_module(f"..bench.{args.what}", __package__).run(args, device)
 
 
 def add_args(p) -> None:
-    p.add_argument("what", choices=["lipsync", "kernels", "sessions", "serve", "tts"],
+    p.add_argument("what", choices=KINDS,
                    help="the lip-sync stage (and a whole render), the frame-path kernels, concurrent live sessions, "
                         "lipstream serve with WebRTC viewers, or the speech engines")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import LipstreamError
 from .scripts import script_of
-from .tts import TTSEngine
+from .engine import TTSEngine
 
 log = logging.getLogger("lipstream")
 

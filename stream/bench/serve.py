@@ -16,7 +16,9 @@ import time
 import aiohttp
 import numpy as np
 
-from .sources.chunker import sentences
+from ..tts.chunker import sentences
+from .machine import machine
+from .report import table, write
 
 MOUTH = (130, 150, 205, 245)  # between the lips of the bundled avatar (its face box is 67 170 177 270)
 BOX = ("67", "170", "177", "270")
@@ -73,8 +75,8 @@ class _Server:
 
 
 async def _measure(server: _Server, n: int, seconds: float, texts: list[str], rng: random.Random) -> dict:
-    from .serve.client import PeerClient
-    from .serve.ice import offer_loopback
+    from ..serve.client import PeerClient
+    from ..serve.ice import offer_loopback
 
     offer_loopback(only=True)
     clients = [PeerClient(server.base, mouth=MOUTH) for _ in range(n)]
@@ -156,10 +158,10 @@ async def bench_serve(videos: list[str], counts: list[int], seconds: float, extr
     return {"rows": rows, "max": best}
 
 
-def run(args, device, machine, table, write) -> int:
+def run(args, device) -> int:
     import tempfile
 
-    from .lipsync.checkpoint import save_random_wav2lip
+    from ..lipsync.checkpoint import save_random_wav2lip
 
     videos = args.video.split(",")
     counts = [int(x) for x in args.sessions.split(",")]

@@ -19,8 +19,10 @@ import time
 import numpy as np
 import torch
 
-from .live.session import Frame, SegmentEnd, Session
-from .sources.chunker import sentences
+from ..live.session import Frame, SegmentEnd, Session
+from ..tts.chunker import sentences
+from .machine import machine
+from .report import table, write
 
 READY_S = 0.002  # a pull that returns within this found its frame ready
 
@@ -125,7 +127,7 @@ class _Viewer:
 
 
 def measure(n: int, seconds: float, settings: dict, texts: list[str], seed: int, follows_sound: bool) -> dict:
-    from .bench_lipsync import GpuSampler
+    from .lipsync import GpuSampler
 
     rng = random.Random(seed + n)
     sessions = [Session(max_sessions=max(n, settings.get("max_sessions") or 1), **settings) for _ in range(n)]
@@ -203,8 +205,8 @@ def bench_sessions(counts: list[int], seconds: float, settings: dict, text_file:
     return {"rows": [rows[n] for n in sorted(rows)], "max": max(ok) if ok else 0}
 
 
-def run(args, device, machine, table, write) -> int:
-    from .lipsync.checkpoint import save_random_wav2lip
+def run(args, device: torch.device) -> int:
+    from ..lipsync.checkpoint import save_random_wav2lip
 
     counts = [int(x) for x in args.sessions.split(",")]
     seconds = args.seconds if args.seconds is not None else 10.0

@@ -32,7 +32,7 @@ import torch
 
 from ..errors import LipstreamError, one_line
 from .coqui_files import check_config, resolve
-from .tts import TTSEngine
+from .engine import TTSEngine
 
 log = logging.getLogger("lipstream")
 

@@ -12,10 +12,12 @@ import time
 
 import torch
 
-from .config import make_config
-from .render_file import render
-from .sources.chunker import sentences
-from .sources.tts import make_tts
+from ..config import make_config
+from ..graphs.render import render
+from ..tts.chunker import sentences
+from ..tts.registry import make_tts
+from .machine import machine
+from .report import table, write
 
 ROUNDS = 5
 
@@ -44,7 +46,7 @@ def _first_frame(settings: dict, text: str, device: torch.device) -> float:
     return r.first_frame_seconds
 
 
-def run(args, device: torch.device, machine, table, write) -> int:
+def run(args, device: torch.device) -> int:
     with open(args.text_file, encoding="utf-8") as f:
         text = f.read()
     pieces = sentences(text)
@@ -55,7 +57,7 @@ def run(args, device: torch.device, machine, table, write) -> int:
     elif importlib.util.find_spec("TTS") is None:
         print("coqui-tts is not installed: eSpeak NG only")
     else:
-        from .sources.coqui_random import save_random_vits
+        from ..tts.coqui_random import save_random_vits
 
         tmp = tempfile.TemporaryDirectory()
         model, config = save_random_vits(tmp.name, sample_rate=22050)

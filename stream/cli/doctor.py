@@ -32,7 +32,7 @@ def facts() -> list[tuple[str, str]]:
 def device_facts() -> list[tuple[str, str]]:
     import torch
 
-    from .lipsync.inference import cpu_has_bf16
+    from ..lipsync.inference import cpu_has_bf16
 
     return [("cpu bf16", "native" if cpu_has_bf16() else "no (float32 on the CPU)"),
             ("cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible")]
@@ -47,9 +47,9 @@ def _show(rows) -> None:
 def run(args) -> int:
     _show(facts())
     _show(device_facts())
-    from .device import resolve_device
-    from .render_file import render
-    from .video.encode import encoder_choice
+    from ..device import resolve_device
+    from ..graphs.render import render
+    from ..video.encode import encoder_choice
 
     _show([("video encoder", encoder_choice(resolve_device(args.device)))])
 

@@ -18,10 +18,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
-from .errors import LipstreamError
-from .lipsync.backends import make_backend
-from .lipsync.worker import Job, LipSyncWorker
-from .video.avatar import Avatar, load_avatar
+from ..errors import LipstreamError
+from ..lipsync.backends import make_backend
+from ..lipsync.worker import Job, LipSyncWorker
+from ..video.avatar import Avatar, load_avatar
 
 log = logging.getLogger("lipstream")
 KEEP_IDLE_WORKERS = 2

@@ -1,4 +1,4 @@
-"""`lipstream render-many jobs.jsonl`: many renders on Ray, one model per worker process.
+"""Many renders on Ray, one model per worker process (`lipstream render-many jobs.jsonl`).
 
 Each line of the jobs file is one render, a JSON object: `output` (required), exactly one of `text`,
 `text_file` or `audio`, and any `render` settings (`avatar`, `checkpoint`, `voice`, `fps`, `box`, …;
@@ -6,7 +6,7 @@ the names of `RenderConfig`). Relative paths are taken from the jobs file's fold
 output exists is skipped (outputs are written atomically, so an existing file is a finished one):
 running the same file again renders only what is missing or failed.
 
-Workers are Ray actors, each a process that loads the model once (`stream.runtime` shares it
+Workers are Ray actors, each a process that loads the model once (`stream.graphs.runtime` shares it
 within the process) and renders its jobs one after another; the driver hands the next job to
 whichever worker finishes first. A job that fails (a bad line, a missing file, a worker that died)
 is reported with its line number and the others go on. Exit status: 0 when every job was rendered
@@ -18,12 +18,11 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 import time
 from collections import deque
 
-from .config import RenderConfig, make_config
-from .errors import LipstreamError, one_line
+from ..config import RenderConfig, make_config
+from ..errors import LipstreamError, one_line
 
 log = logging.getLogger("lipstream")
 SOURCES = ("text", "text_file", "audio")
@@ -99,7 +98,7 @@ class Renderer:
     def render(self, job: dict) -> dict:
         import socket
 
-        from .render_file import render
+        from .render import render
 
         out = {"line": job["line"], "output": job["output"], "host": socket.gethostname(), "pid": os.getpid()}
         try:
@@ -187,35 +186,3 @@ def render_many(jobs_file: str, *, address: str | None = None, workers: int | No
         if not started:
             ray.shutdown()
     return sorted(results, key=lambda r: r["line"])
-
-
-def add_args(p) -> None:
-    p.add_argument("jobs", metavar="JOBS.jsonl", help="one render per line: {\"text\" | \"text_file\" | \"audio\", "
-                   "\"output\", settings…}")
-    p.add_argument("--address", help="Ray cluster to join (default: start a local one; 'auto': the running one)")
-    p.add_argument("--workers", type=int, help="worker processes (default: the cluster's CPUs / --cpus-per-worker)")
-    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each worker reserves (default 1)")
-    p.add_argument("--gpus-per-worker", type=float, help="GPUs each worker reserves (default 1 on a cluster with "
-                   "GPUs, else 0)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
-    p.add_argument("--force", action="store_true", help="render jobs whose output exists too")
-    p.add_argument("--json", metavar="F", help="write the results (one object per line) to F")
-
-
-def run(args) -> int:
-    t0 = time.perf_counter()
-    results = render_many(args.jobs, address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                          gpus_per_worker=args.gpus_per_worker, force=args.force, num_cpus=args.num_cpus)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            for r in results:
-                f.write(json.dumps(r) + "\n")
-    count = {s: sum(r["status"] == s for r in results) for s in ("done", "skipped", "failed")}
-    speech = sum(r.get("speech_seconds", 0.0) for r in results)
-    wall = time.perf_counter() - t0
-    failed = [str(r["line"]) for r in results if r["status"] == "failed"]
-    print(f"render-many: {count['done']} rendered, {count['skipped']} skipped, {count['failed']} failed"
-          + (f" (line {', '.join(failed)})" if failed else "")
-          + f" in {wall:.1f} s" + (f"; {speech:.1f} s of speech, {speech / wall:.2f}× real time" if speech else ""),
-          file=sys.stdout)
-    return 1 if failed else 0

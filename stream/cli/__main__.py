@@ -1,0 +1,5 @@
+import sys
+
+from .main import console
+
+sys.exit(console())
