@@ -15,8 +15,8 @@ _NAMES = {
     "LipstreamError": "errors",
     "InferenceWav2Lip": "lipsync.inference",
     "Session": "live.session",
-    "Frame": "live.session",
-    "SegmentEnd": "live.session",
+    "Frame": "live.items",
+    "SegmentEnd": "live.items",
     "SessionLimitError": "graphs.runtime",
 }
 __all__ = list(_NAMES)

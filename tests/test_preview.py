@@ -38,7 +38,7 @@ def run_py(code: str, env: dict, cwd: Path, timeout: float = 120) -> subprocess.
 PREVIEW = """
     import json, logging
     logging.basicConfig(level=logging.WARNING, format="lipstream: %(message)s")
-    from stream.sinks.preview import preview
+    from stream.preview.preview import preview
     r = preview(text={text!r}, display={display!r}, cache=False)
     print(json.dumps(dict(r.__dict__, offsets_ms=sorted(r.offsets_ms))))
 """
@@ -120,7 +120,7 @@ def test_preview_window_under_xvfb(tmp_path):
 def test_preview_without_a_display_serves_the_page_and_ends_when_the_text_is_spoken(tmp_path, monkeypatch):
     from stream.serve.client import PeerClient
     from stream.serve.ice import offer_loopback
-    from stream.sinks.preview import preview
+    from stream.preview.preview import preview
 
     offer_loopback(only=True)  # WebRTC never leaves this machine
     monkeypatch.delenv("DISPLAY", raising=False)
@@ -166,7 +166,7 @@ def test_a_frame_waits_for_its_sound_to_reach_the_dac(monkeypatch):
     sample is not at the DAC, so its frame is not shown early. No sound card needed."""
     from types import SimpleNamespace
 
-    from stream.sinks import preview as module
+    from stream.preview import speaker as module
 
     class Stream:
         latency = 0.05

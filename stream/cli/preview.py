@@ -24,7 +24,7 @@ def run(args) -> int:
     cfg = make_config(args.config, **settings(args))
     mic = microphone(args)
     text = read_text(args.text, args.text_file) if mic is None else None
-    from ..sinks.preview import preview
+    from ..preview.preview import preview
 
     print(preview(cfg, text=text, mic=mic, port=args.port).summary())
     return 0
