@@ -93,11 +93,11 @@ def render_frames(pcm, rate, box=(67, 170, 177, 270), **settings):
     """What `render` composes for this audio, before the encoder: its own stages, on the shared worker."""
     import torch
 
-    from stream.graphs import runtime
     from stream.audio.schedule import FrameScheduler, Progress
     from stream.config import make_config
-    from stream.lipsync.backends import LipSyncStage
+    from stream.graphs import runtime
     from stream.graphs.pipeline import Pipeline
+    from stream.lipsync.backends import LipSyncStage
     from stream.sources.speech import audio_source
     from stream.video.compose import ComposeStage
 

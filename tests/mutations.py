@@ -55,7 +55,7 @@ MUTATIONS = [
     # Voice, push and the adapters.
     Mutation("stdin-loses-the-last-chunk", "stream/sources/speech.py", "    for chunk in chunker.flush():",
              "    for chunk in chunker.flush()[:-1]:", ("tests/test_stdin.py",)),
-    Mutation("coqui-loaded-per-engine", "stream/tts/coqui.py", "        loaded = _models.get(key)\n",
+    Mutation("coqui-loaded-per-engine", "stream/tts/coqui_load.py", "        loaded = _models.get(key)\n",
              "        loaded = None\n", ("tests/test_tts_coqui.py",)),
     Mutation("coqui-vocoder-ignored", "stream/tts/coqui.py", "use_griffin_lim=synth.vocoder_model is None)",
              "use_griffin_lim=True)", ("tests/test_tts_coqui.py::test_a_spectrogram_model_speaks_through_its_vocoder_or_griffin_lim",)),

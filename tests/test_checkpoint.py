@@ -1,8 +1,8 @@
 import pytest
 import torch
-from stream.lipsync.checkpoint import save_random_wav2lip
 
 from stream import LipstreamError, Wav2Lip, load_wav2lip
+from stream.lipsync.checkpoint import save_random_wav2lip
 
 
 def test_parameter_count_matches_public_model():

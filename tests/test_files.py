@@ -27,9 +27,9 @@ except LipstreamError as e:
 
 
 def test_a_written_file_gets_the_mode_a_plain_create_would(tmp_path):
-    from stream.files import write_atomically
-
     import os
+
+    from stream.files import write_atomically
 
     mask = os.umask(0o027)
     os.umask(mask)

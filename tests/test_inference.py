@@ -1,9 +1,16 @@
 """The inference form of Wav2Lip against the plain model; precision errors stated in 8-bit levels."""
 import pytest
 import torch
-from stream.lipsync.checkpoint import load_wav2lip
-from stream.lipsync.inference import BUCKETS, InferenceWav2Lip, bucket_for, cpu_has_bf16, fold_batchnorm, resolve_precision
 
+from stream.lipsync.checkpoint import load_wav2lip
+from stream.lipsync.inference import (
+    BUCKETS,
+    InferenceWav2Lip,
+    bucket_for,
+    cpu_has_bf16,
+    fold_batchnorm,
+    resolve_precision,
+)
 from stream.lipsync.wav2lip import Conv
 
 # Largest difference from the float32 model, in 8-bit levels of the mouth output (CPU, random
@@ -33,7 +40,6 @@ def reference(model, inputs):
 
 def test_lower_face_rows_are_exact_and_cover_the_mask(model, inputs):
     from stream.lipsync.lower_face import ROWS_FROM, LowerFaceWav2Lip, plan
-
     from stream.video.avatar import feather_mask
 
     folded = fold_batchnorm(model)

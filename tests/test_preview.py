@@ -118,9 +118,9 @@ def test_preview_window_under_xvfb(tmp_path):
 
 
 def test_preview_without_a_display_serves_the_page_and_ends_when_the_text_is_spoken(tmp_path, monkeypatch):
+    from stream.preview.preview import preview
     from stream.serve.client import PeerClient
     from stream.serve.ice import offer_loopback
-    from stream.preview.preview import preview
 
     offer_loopback(only=True)  # WebRTC never leaves this machine
     monkeypatch.delenv("DISPLAY", raising=False)

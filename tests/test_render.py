@@ -161,8 +161,8 @@ def test_each_frame_gets_its_own_mel_window_and_the_masked_face(speech_22k, resp
     compose(model(mel window from frame i−1, crop with its lower half zeroed + crop))."""
     import torch
     import torchaudio
-
     from conftest import render_frames
+
     from kernels.compose import compose_ref
     from stream import load_wav2lip, wav2lip_mel
 

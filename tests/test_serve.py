@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from stream.graphs import runtime
 from stream.config import make_config
+from stream.graphs import runtime
 from stream.serve.app import MAX_TEXT, Server
 from stream.serve.client import PeerClient
 from stream.serve.ice import offer_loopback

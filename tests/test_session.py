@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import EXAMPLE_AVATAR, render_frames
 
-from stream.graphs import runtime
 from stream.audio.resample import StreamResampler
 from stream.errors import LipstreamError
+from stream.graphs import runtime
 from stream.live.session import Frame, SegmentEnd, Session
 
 BOX = (67, 170, 177, 270)

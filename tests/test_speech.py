@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
-from stream.lipsync.procedural import ProceduralLipSync
 
 from stream import LipstreamError
+from stream.lipsync.procedural import ProceduralLipSync
 from stream.tts.espeak import EspeakTTS
 
 

@@ -20,9 +20,9 @@ from stream.errors import LipstreamError
 from stream.live.session import Frame, SegmentEnd, Session
 from stream.tts import coqui as tts_coqui
 from stream.tts.chunker import sentences
-from stream.tts.registry import make_tts
-from stream.tts.coqui_random import save_random_vits as save_tiny_vits
 from stream.tts.coqui import CoquiTTS
+from stream.tts.coqui_random import save_random_vits as save_tiny_vits
+from stream.tts.registry import make_tts
 
 # With pytest-xdist, one worker runs them all: the tiny XTTS and VITS are made once, transformers
 # is imported once (5.5 s), and librosa's numba kernels, which Coqui imports, are compiled once
@@ -515,7 +515,7 @@ def test_cuda_speaks_on_the_device_in_reduced_precision(tiny_vits):
     model, config = tiny_vits
     tts = make_tts(make_config(tts_model=model, tts_config=config), torch.device("cuda"))
     assert tts.device.startswith("cuda") and tts.describe().startswith("coqui vits (cuda")
-    assert isinstance(tts._m.model.waveform_decoder, tts_coqui._Autocast)  # the HiFi-GAN decoder in float16
+    assert isinstance(tts._m.model.waveform_decoder, tts_coqui.Autocast)  # the HiFi-GAN decoder in float16
     chunks = list(tts.synthesize(SENTENCE))
     assert chunks and all(isinstance(c, torch.Tensor) and c.is_cuda and c.dtype == torch.float32 and c.ndim == 1
                           for c in chunks)

@@ -274,8 +274,8 @@ def make_server(config, *, url: str, api_key: str, api_secret: str, agent_name: 
 def measured_max_sessions(config) -> int:
     """`max_sessions`, or the shared worker's measured capacity (`stream.graphs.runtime.capacity`): the
     model is loaded and measured before the worker registers."""
-    from ..graphs import runtime
     from ..device import resolve_device
+    from ..graphs import runtime
 
     if config.max_sessions:
         return config.max_sessions

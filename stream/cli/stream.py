@@ -77,9 +77,9 @@ async def _main(args, cfg, kind, control, text, samples, stopped) -> int:
 
     from aiohttp import web
 
-    from ..serve.app import Server
     from ..push import inputs
     from ..push.broadcast import BROADCAST_ID, Broadcast
+    from ..serve.app import Server
 
     server = Server(cfg, token=args.token or os.environ.get("LIPSTREAM_TOKEN") or None, ice_servers=args.ice_server)
     token = args.push_token or os.environ.get("LIPSTREAM_PUSH_TOKEN") or None

@@ -7,7 +7,6 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import runtime
 from ..audio.aac import AacStage
 from ..audio.schedule import FrameScheduler, Progress
 from ..config import RenderConfig, as_config
@@ -15,15 +14,16 @@ from ..device import resolve_device
 from ..errors import LipstreamError
 from ..files import check_writable, output_kind
 from ..lipsync.backends import LipSyncStage
-from .pipeline import Pipeline
 from ..sinks.file import CONTAINERS, FileSink
-from ..tts.chunker import read_text
 from ..sources.media import read_audio
 from ..sources.speech import TTSStage, audio_source, streamed_text_source, text_source
 from ..sources.stdin import read_pieces
+from ..tts.chunker import read_text
 from ..tts.registry import make_tts
 from ..video.compose import ComposeStage
 from ..video.encode import EncodeStage, VideoFormat, make_video_encoder
+from . import runtime
+from .pipeline import Pipeline
 
 log = logging.getLogger("lipstream")
 

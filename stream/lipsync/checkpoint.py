@@ -10,7 +10,6 @@ from ..device import resolve_device
 from ..errors import LipstreamError
 from .wav2lip import Wav2Lip
 
-
 log = logging.getLogger("lipstream")
 UNTRAINED_STEPS = 1000  # the public checkpoints were saved after far more steps than this
 

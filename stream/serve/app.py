@@ -25,10 +25,10 @@ from importlib import resources
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-from ..graphs import runtime
 from ..errors import LipstreamError, one_line
-from ..live.session import Frame, Session
+from ..graphs import runtime
 from ..graphs.runtime import SessionLimitError
+from ..live.session import Frame, Session
 from .media import SessionMedia
 from .metrics import CONTENT_TYPE, Metrics
 from .wav import PcmStream

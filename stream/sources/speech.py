@@ -5,9 +5,9 @@ from typing import Iterator
 
 import numpy as np
 
+from ..errors import LipstreamError
 from ..frames import PcmChunk, TextChunk
 from ..stage import Stage
-from ..errors import LipstreamError
 from ..tts.chunker import Chunker, sentences
 
 

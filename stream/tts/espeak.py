@@ -17,8 +17,8 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import LipstreamError
-from .scripts import script_of
 from .engine import TTSEngine
+from .scripts import script_of
 
 log = logging.getLogger("lipstream")
 
