@@ -60,7 +60,7 @@ python -m pytest -q -o addopts= -m cuda -p no:cacheprovider tests 2>&1 | tee -a 
 echo "== whole render on CUDA (random-weight Wav2Lip)" | tee "$out/render.txt"
 DEVICE=$device python - <<'PY' 2>&1 | tee -a "$out/render.txt"
 import os, tempfile, stream
-from stream.lipsync.checkpoint import save_random_wav2lip
+from stream.lipsync.wav2lip.checkpoint import save_random_wav2lip
 import cv2
 # Face detection where this OpenCV has the Haar detector (the H100 image's had none); else the box.
 box = None if hasattr(cv2, "CascadeClassifier") else (67, 170, 177, 270)

@@ -1,4 +1,5 @@
-"""Paste the generated mouth back into the full avatar frames through a feather mask."""
+"""Paste generated faces back into the full avatar frames through a blend mask: one mask shared by
+every frame (S×S, Wav2Lip's feather) or one per frame (B×S×S, MuseTalk's face parsing)."""
 
 import torch
 import torch.nn.functional as F
@@ -7,10 +8,20 @@ import triton.language as tl
 
 
 def _check(frames, mouths, boxes, mask):
-    assert frames.dtype == torch.uint8 and frames.dim() == 4 and frames.shape[3] == 3, frames.shape
-    assert mouths.dim() == 4 and mouths.shape[1] == 3 and mouths.shape[0] == frames.shape[0], mouths.shape
-    assert boxes.shape == (frames.shape[0], 4), boxes.shape
-    assert mask.shape == mouths.shape[2:], mask.shape
+    if frames.dtype != torch.uint8 or frames.dim() != 4 or frames.shape[3] != 3:
+        raise ValueError(f"frames must be B×H×W×3 uint8, not {tuple(frames.shape)} {frames.dtype}")
+    if mouths.dim() != 4 or mouths.shape[1] != 3 or mouths.shape[0] != frames.shape[0]:
+        raise ValueError(f"faces must be B×3×S×S for {frames.shape[0]} frames, not {tuple(mouths.shape)}")
+    if tuple(boxes.shape) != (frames.shape[0], 4):
+        raise ValueError(f"boxes must be {frames.shape[0]}×4, not {tuple(boxes.shape)}")
+    if tuple(mask.shape[-2:]) != tuple(mouths.shape[2:]) or mask.dim() not in (2, 3) or (
+            mask.dim() == 3 and mask.shape[0] != frames.shape[0]):
+        raise ValueError(f"the mask must be S×S or B×S×S on the faces' grid {tuple(mouths.shape[2:])}, "
+                         f"not {tuple(mask.shape)}")
+
+
+def _per_frame(mask: torch.Tensor, n: int) -> torch.Tensor:
+    return mask.expand(n, *mask.shape) if mask.dim() == 2 else mask
 
 
 def compose_ref(frames: torch.Tensor, mouths: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -18,7 +29,7 @@ def compose_ref(frames: torch.Tensor, mouths: torch.Tensor, boxes: torch.Tensor,
     _check(frames, mouths, boxes, mask)
     out = frames.clone()
     # Mouth and mask go through one interpolate call; resizing is per item as box sizes differ.
-    src = torch.cat([mouths.float() * 255.0, mask.float().expand(mouths.shape[0], 1, *mask.shape)], dim=1)
+    src = torch.cat([mouths.float() * 255.0, _per_frame(mask.float(), mouths.shape[0]).unsqueeze(1)], dim=1)
     for b, (y1, y2, x1, x2) in enumerate(boxes.tolist()):
         r = F.interpolate(src[b : b + 1], size=(y2 - y1, x2 - x1), mode="bilinear", align_corners=False)
         r = r[0].permute(1, 2, 0)
@@ -33,7 +44,7 @@ def compose_ref(frames: torch.Tensor, mouths: torch.Tensor, boxes: torch.Tensor,
 @triton.jit
 def _compose_kernel(
     out_ptr, mouth_ptr, mask_ptr, box_ptr,
-    H, W,
+    H, W, MASK_STRIDE,
     SH: tl.constexpr, SW: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     b = tl.program_id(0)
@@ -67,7 +78,7 @@ def _compose_kernel(
     p10 = iy1[:, None] * SW + ix0[None, :]
     p11 = iy1[:, None] * SW + ix1[None, :]
 
-    m = _lerp2(mask_ptr, p00, p01, p10, p11, wy, wx, live)
+    m = _lerp2(mask_ptr + b.to(tl.int64) * MASK_STRIDE, p00, p01, p10, p11, wy, wx, live)
     pix = (((b * H + y1 + r)[:, None]).to(tl.int64) * W + (x1 + c)[None, :]) * 3
     for ch in tl.static_range(3):
         plane = mouth_ptr + (b * 3 + ch).to(tl.int64) * (SH * SW)
@@ -100,14 +111,15 @@ def compose_triton(frames: torch.Tensor, mouths: torch.Tensor, boxes: torch.Tens
     bh, bw = 32, 32
     grid = (b, triton.cdiv(h, bh), triton.cdiv(w, bw))
     _compose_kernel[grid](
-        out, mouths, mask, boxes, h, w,
+        out, mouths, mask, boxes, h, w, 0 if mask.dim() == 2 else mask.shape[1] * mask.shape[2],
         SH=mouths.shape[2], SW=mouths.shape[3], BLOCK_H=bh, BLOCK_W=bw,
     )
     return out
 
 
 def compose(frames: torch.Tensor, mouths: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """New frames with `mouths` (B×3×96×96 in [0,1]) feathered into `boxes` (y1, y2, x1, x2) via `mask`."""
+    """New frames with `mouths` (B×3×S×S in [0,1]) blended into `boxes` (y1, y2, x1, x2) through `mask`
+    (S×S for every frame, or B×S×S)."""
     if frames.is_cuda:
         return compose_triton(frames, mouths, boxes, mask)
     return compose_ref(frames, mouths, boxes, mask)

@@ -6,14 +6,14 @@ torch and triton but not the media stack (PyAV, eSpeak).
 import importlib
 
 _NAMES = {
-    "Wav2Lip": "lipsync.wav2lip",
-    "load_wav2lip": "lipsync.checkpoint",
+    "Wav2Lip": "lipsync.wav2lip.net",
+    "load_wav2lip": "lipsync.wav2lip.checkpoint",
     "wav2lip_mel": "audio.mel",
     "render": "graphs.render",
     "RenderResult": "graphs.render",
     "RenderConfig": "config",
     "LipstreamError": "errors",
-    "InferenceWav2Lip": "lipsync.inference",
+    "InferenceWav2Lip": "lipsync.wav2lip.inference",
     "Session": "live.session",
     "Frame": "live.items",
     "SegmentEnd": "live.items",

@@ -14,17 +14,20 @@ PRECISIONS = ("float32", "bfloat16", "float16")  # Wav2Lip's reduced-precision c
 TTS_ENGINES = ("auto", "coqui", "espeak")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 ENCODERS = ("auto", "libx264", "nvenc")  # renders: auto takes NVENC where the GPU has it
+LIPSYNC = ("auto", "wav2lip", "musetalk", "procedural")  # auto: the model whose weights are given, else procedural
 
 
 @dataclass
 class RenderConfig:
     avatar: str = DEFAULT_AVATAR
-    checkpoint: str | None = None  # Wav2Lip .pth; none: the procedural mouth
+    lipsync: str = "auto"  # auto (what is given: checkpoint → Wav2Lip, musetalk_models → MuseTalk, else procedural)
+    checkpoint: str | None = None  # Wav2Lip .pth
+    musetalk_models: str | None = None  # MuseTalk 1.5: the folder its download script fills
     box: tuple[int, int, int, int] | None = None  # top bottom left right; skips face detection
     fps: int = 25
     device: str = "auto"
     batch_size: int = 16
-    precision: str = "auto"  # Wav2Lip: auto (bf16 on CUDA and bf16-capable CPUs), float32, bfloat16, float16
+    precision: str = "auto"  # the learned model's: auto (bf16 on CUDA and bf16-capable CPUs), float32, bfloat16, float16
     voice: str = "en-us"  # eSpeak NG
     tts: str = "auto"  # auto (Coqui when tts_model is set, else eSpeak NG), coqui, espeak
     tts_model: str | None = None  # Coqui: a model file or folder, or a model name already in Coqui's cache
@@ -40,14 +43,24 @@ class RenderConfig:
     max_sessions: int | None = None  # live sessions per process; none: from the lip-sync worker's measured capacity
 
     def __post_init__(self):
-        for name, kind in (("avatar", str), ("device", str), ("voice", str), ("preset", str), ("precision", str),
-                           ("words_per_minute", int), ("cache", bool)):
+        for name, kind in (("avatar", str), ("lipsync", str), ("device", str), ("voice", str), ("preset", str),
+                           ("precision", str), ("words_per_minute", int), ("cache", bool)):
             value = getattr(self, name)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise LipstreamError(f"{name} must be a {kind.__name__}, not {value!r}")
-        for name in ("checkpoint", "tts_model", "tts_config", "tts_speaker", "tts_language"):
+        for name in ("checkpoint", "musetalk_models", "tts_model", "tts_config", "tts_speaker", "tts_language"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise LipstreamError(f"{name} must be a string, not {getattr(self, name)!r}")
+        if self.lipsync not in LIPSYNC:
+            raise LipstreamError(f"lipsync must be one of {', '.join(LIPSYNC)}, not {self.lipsync!r}")
+        if self.lipsync == "wav2lip" and not self.checkpoint:
+            raise LipstreamError("lipsync wav2lip needs its weights: --checkpoint wav2lip.pth (or wav2lip_gan.pth)")
+        if self.lipsync == "musetalk" and not self.musetalk_models:
+            raise LipstreamError("lipsync musetalk needs its models: --musetalk-models DIR (the folder MuseTalk's "
+                                 "download script fills)")
+        if self.lipsync == "auto" and self.checkpoint and self.musetalk_models:
+            raise LipstreamError("both --checkpoint (Wav2Lip) and --musetalk-models (MuseTalk) are given: choose one "
+                                 "with --lipsync wav2lip or --lipsync musetalk")
         if self.tts not in TTS_ENGINES:
             raise LipstreamError(f"tts must be one of {', '.join(TTS_ENGINES)}, not {self.tts!r}")
         if self.tts == "coqui" and not self.tts_model:
@@ -83,6 +96,14 @@ class RenderConfig:
             if not (t < b and l < r):
                 raise LipstreamError(f"--box {t} {b} {l} {r}: the box is TOP BOTTOM LEFT RIGHT, so top must be "
                                      f"less than bottom and left less than right")
+
+
+    @property
+    def lipsync_model(self) -> str:
+        """The lip-sync model these settings run: `lipsync`, with auto resolved."""
+        if self.lipsync != "auto":
+            return self.lipsync
+        return "wav2lip" if self.checkpoint else "musetalk" if self.musetalk_models else "procedural"
 
 
 _FIELDS = {f.name for f in dataclasses.fields(RenderConfig)}

@@ -29,8 +29,8 @@ class FrameBatch:
     count: int
     audio: np.ndarray  # 48 kHz float32 mono, exactly count · 48000 / fps samples
     avatar_idx: torch.Tensor | None = None  # avatar frame shown by each output frame
-    mel: torch.Tensor | None = None  # count×1×80×16
-    mouths: torch.Tensor | None = None  # count×3×96×96, BGR in [0, 1]
+    features: torch.Tensor | None = None  # count × the lip-sync model's feature shape (Wav2Lip: 1×80×16)
+    faces: torch.Tensor | None = None  # count×3×S×S painted faces, BGR in [0, 1]
     frames: torch.Tensor | None = None  # count×H×W×3 uint8 BGR
     packets: list = field(default_factory=list)  # encoded video packets
     audio_packets: list = field(default_factory=list)  # encoded audio packets (AAC, for a file)

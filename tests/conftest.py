@@ -62,7 +62,7 @@ def shared_file(tmp_path_factory, name: str, make) -> str:
 
 @pytest.fixture(scope="session")
 def wav2lip_checkpoint(tmp_path_factory) -> str:
-    from stream.lipsync.checkpoint import save_random_wav2lip
+    from stream.lipsync.wav2lip.checkpoint import save_random_wav2lip
 
     return shared_file(tmp_path_factory, "wav2lip_random.pth", save_random_wav2lip)
 
@@ -90,14 +90,15 @@ class _Collect:
 
 
 def render_frames(pcm, rate, box=(67, 170, 177, 270), **settings):
-    """What `render` composes for this audio, before the encoder: its own stages, on the shared worker."""
+    """What `render` composes for this audio, before the encoder: its own stages, on the shared worker.
+    Returns the frames, the audio, the avatar and the model's face (its preparation of the avatar)."""
     import torch
 
     from stream.audio.schedule import FrameScheduler, Progress
     from stream.config import make_config
     from stream.graphs import runtime
     from stream.graphs.pipeline import Pipeline
-    from stream.lipsync.backends import LipSyncStage
+    from stream.lipsync.stage import LipSyncStage
     from stream.sources.speech import audio_source
     from stream.video.compose import ComposeStage
 
@@ -105,18 +106,19 @@ def render_frames(pcm, rate, box=(67, 170, 177, 270), **settings):
     device = torch.device("cpu")
     avatar, worker = runtime.shared_avatar(cfg, device), runtime.acquire_worker(cfg, device)
     try:
+        face = runtime.shared_face(avatar, worker)
         sink = _Collect()
-        Pipeline([FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, Progress()), LipSyncStage(worker, avatar),
-                  ComposeStage(avatar, worker.dtype), sink]).run(audio_source(pcm, rate))
+        Pipeline([FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, Progress(), worker.model.features),
+                  LipSyncStage(worker, face), ComposeStage(avatar, face, worker.dtype), sink]).run(audio_source(pcm, rate))
     finally:
         runtime.release_worker(worker)
-    return sink.frames, np.concatenate(sink.audio), avatar
+    return sink.frames, np.concatenate(sink.audio), avatar, face
 
 
 @pytest.fixture(scope="session")
 def responsive_checkpoint(tmp_path_factory) -> str:
     """Random weights whose mouth follows the mel window (BatchNorm statistics measured, not random)."""
-    from stream.lipsync.checkpoint import save_random_wav2lip
+    from stream.lipsync.wav2lip.checkpoint import save_random_wav2lip
 
     return shared_file(tmp_path_factory, "wav2lip_responsive.pth", lambda p: save_random_wav2lip(p, responsive=True))
 

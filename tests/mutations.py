@@ -32,8 +32,8 @@ class Mutation:
 
 MUTATIONS = [
     # The six breakages the suite once missed (issue "Tests that fail when the product breaks").
-    Mutation("compose-mask-of-ones", "stream/video/compose.py", "self.avatar.boxes[idx], self.avatar.mask)",
-             "self.avatar.boxes[idx], torch.ones_like(self.avatar.mask))", ("tests/test_compose.py",)),
+    Mutation("compose-mask-of-ones", "stream/video/compose.py", "self.face.boxes[idx], self.face.mask(idx))",
+             "self.face.boxes[idx], torch.ones_like(self.face.mask(idx)))", ("tests/test_compose.py",)),
     Mutation("write-in-place", "stream/files.py", "    tmp = temporary_beside(path)\n    try:\n        with open(tmp",
              "    tmp = path\n    try:\n        with open(tmp", ("tests/test_files.py",)),
     Mutation("mp4-partial-file-kept", "stream/sinks/file.py", "                pass\n            if self._tmp is not None:\n                discard(self._tmp)\n",
@@ -88,8 +88,8 @@ MUTATIONS = [
              "torch.arange(slot + 1, slot + n + 1, device=self.device)", ("tests/test_session.py",)),
     Mutation("idle-frame-off-the-loop", "stream/live/output.py", "frame = entry.frame or self._idle(entry.slot)",
              "frame = entry.frame or self._idle(entry.slot + 1)", ("tests/test_session.py",)),
-    Mutation("mouths-to-wrong-frames", "stream/lipsync/worker.py", "self._deliver(job, mouths[at : at + job.frames], None)",
-             "self._deliver(job, mouths[at : at + job.frames].flip(0), None)", ("tests/test_session.py",)),
+    Mutation("mouths-to-wrong-frames", "stream/lipsync/worker.py", "self._deliver(job, faces[at : at + job.frames], None)",
+             "self._deliver(job, faces[at : at + job.frames].flip(0), None)", ("tests/test_session.py",)),
     Mutation("playback-position-counts-queued", "stream/live/output.py",
              "return min(seg.played * self.samples_per_frame, speech) / OUT_RATE",
              "return min(seg.queued * self.samples_per_frame, speech) / OUT_RATE", ("tests/test_session.py",)),

@@ -3,7 +3,8 @@ import numpy as np
 import torch
 from conftest import EXAMPLE_AVATAR
 
-from stream.video.avatar import feather_mask, load_avatar, loop_order
+from stream.lipsync.face96 import feather_mask, prepare_face96
+from stream.video.avatar import load_avatar, loop_order
 
 
 def test_loop_plays_forward_then_backward_without_repeats():
@@ -24,14 +25,14 @@ def test_mask_is_one_on_the_mouth_and_zero_at_the_edges():
 def test_image_avatar_is_prepared_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("LIPSTREAM_CACHE", str(tmp_path))
     a = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"))
-    assert a.frames.shape == (1, 512, 512, 3) and a.crops.shape == (1, 96, 96, 3)
+    assert a.frames.shape == (1, 512, 512, 3) and prepare_face96(a, a.frames.device).inputs.shape == (1, 96, 96, 3)
     cached = list((tmp_path / "avatars").glob("*.npz"))
     assert len(cached) == 1
     import stream.video.face
 
     monkeypatch.setattr(stream.video.face, "face_boxes", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-detected")))
     again = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"))
-    assert torch.equal(again.boxes, a.boxes) and torch.equal(again.crops, a.crops)
+    assert torch.equal(again.boxes, a.boxes) and again.key == a.key
 
 
 def test_video_avatar_loops_and_smooths(tmp_path):
@@ -72,5 +73,6 @@ def test_the_cache_key_covers_the_box(tmp_path, monkeypatch):
     other = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"), box=(50, 200, 150, 300))
     assert given.boxes[0].tolist() == [60, 180, 170, 280] and other.boxes[0].tolist() == [50, 200, 150, 300]
     assert detected.boxes[0].tolist() not in ([60, 180, 170, 280], [50, 200, 150, 300])
-    assert not torch.equal(given.crops, detected.crops)
+    assert not torch.equal(prepare_face96(given, given.frames.device).inputs, prepare_face96(detected, given.frames.device).inputs)
+    assert len({given.key, other.key, detected.key}) == 3
     assert len(list((tmp_path / "avatars").glob("*.npz"))) == 3

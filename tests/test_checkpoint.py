@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from stream import LipstreamError, Wav2Lip, load_wav2lip
-from stream.lipsync.checkpoint import save_random_wav2lip
+from stream.lipsync.wav2lip.checkpoint import save_random_wav2lip
 
 
 def test_parameter_count_matches_public_model():
@@ -65,7 +65,7 @@ def test_an_untrained_checkpoint_gets_a_hint(wav2lip_checkpoint, caplog):
 def test_wrongly_shaped_inputs_are_refused():
     import torch
 
-    from stream.lipsync.wav2lip import Wav2Lip
+    from stream.lipsync.wav2lip.net import Wav2Lip
 
     model = Wav2Lip().eval()
     faces = torch.zeros(2, 6, 96, 96)

@@ -4,6 +4,7 @@ import torch
 from conftest import EXAMPLE_AVATAR
 
 from stream.frames import FrameBatch
+from stream.lipsync.face96 import prepare_face96
 from stream.video.avatar import load_avatar
 from stream.video.compose import ComposeStage
 
@@ -14,8 +15,8 @@ def test_the_mouth_is_blended_by_the_feather_mask():
     avatar = load_avatar(EXAMPLE_AVATAR, torch.device("cpu"), BOX, use_cache=False)
     white = torch.ones(1, 3, 96, 96)  # a mouth that differs from the face everywhere
     out = []
-    ComposeStage(avatar).process(FrameBatch(0, 1, np.zeros(1920, np.float32), avatar_idx=torch.tensor([0]),
-                                            mouths=white), out.append)
+    ComposeStage(avatar, prepare_face96(avatar, avatar.frames.device)).process(
+        FrameBatch(0, 1, np.zeros(1920, np.float32), avatar_idx=torch.tensor([0]), faces=white), out.append)
     frame, source = out[0].frames[0].int(), avatar.frames[0].int()
     t, b, l, r = BOX
     lips = (t + (b - t) * 71 // 96, l + (r - l) // 2)  # crop row 71, column 48: mask 1

@@ -12,7 +12,8 @@ def test_frame_path_never_synchronises_with_the_host(wav2lip_checkpoint, monkeyp
     from kernels import bgr_to_i420
     from kernels.testing import compile_kernels
     from stream.frames import FrameBatch
-    from stream.lipsync.backends import LipSyncStage, make_backend
+    from stream.lipsync.stage import LipSyncStage
+    from stream.lipsync.wav2lip.model import Wav2LipModel
     from stream.lipsync.worker import LipSyncWorker
     from stream.video.avatar import load_avatar
     from stream.video.compose import ComposeStage
@@ -21,10 +22,12 @@ def test_frame_path_never_synchronises_with_the_host(wav2lip_checkpoint, monkeyp
     # The bundled avatar's face box: this is about the frame path, not detection (whose OpenCV the
     # GPU image lacked).
     avatar = load_avatar(EXAMPLE_AVATAR, dev, box=(67, 170, 177, 270), use_cache=False)
-    lipsync = LipSyncStage(LipSyncWorker(make_backend(wav2lip_checkpoint, dev, "bfloat16", max_batch=16), 16), avatar)
-    compose = ComposeStage(avatar)
+    model = Wav2LipModel(wav2lip_checkpoint, dev, "bfloat16", max_batch=16)
+    face = model.prepare(avatar)
+    lipsync = LipSyncStage(LipSyncWorker(model, 16), face)
+    compose = ComposeStage(avatar, face, model.dtype)
     batch = FrameBatch(0, 16, audio=None, avatar_idx=avatar.frame_index(torch.arange(16, device=dev)),
-                       mel=torch.randn(16, 1, 80, 16, device=dev))
+                       features=torch.randn(16, 1, 80, 16, device=dev))
     # The kernel tests may have put the kernels under the interpreter, which copies to the host.
     for name in ("kernels.prepare", "kernels.compose", "kernels.colour"):
         compile_kernels(importlib.import_module(name), monkeypatch)

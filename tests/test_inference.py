@@ -2,16 +2,9 @@
 import pytest
 import torch
 
-from stream.lipsync.checkpoint import load_wav2lip
-from stream.lipsync.inference import (
-    BUCKETS,
-    InferenceWav2Lip,
-    bucket_for,
-    cpu_has_bf16,
-    fold_batchnorm,
-    resolve_precision,
-)
-from stream.lipsync.wav2lip import Conv
+from stream.lipsync.wav2lip.checkpoint import load_wav2lip
+from stream.lipsync.wav2lip.inference import BUCKETS, InferenceWav2Lip, bucket_for, cpu_has_bf16, fold_batchnorm, resolve_precision
+from stream.lipsync.wav2lip.net import Conv
 
 # Largest difference from the float32 model, in 8-bit levels of the mouth output (CPU, random
 # weights with randomised BatchNorm statistics). Measured: folded float32 0.00003, bfloat16 0.54
@@ -39,8 +32,8 @@ def reference(model, inputs):
 
 
 def test_lower_face_rows_are_exact_and_cover_the_mask(model, inputs):
-    from stream.lipsync.lower_face import ROWS_FROM, LowerFaceWav2Lip, plan
-    from stream.video.avatar import feather_mask
+    from stream.lipsync.wav2lip.lower_face import ROWS_FROM, LowerFaceWav2Lip, plan
+    from stream.lipsync.face96 import feather_mask
 
     folded = fold_batchnorm(model)
     assert plan(folded) == [0, 0, 0, 0, 3, 8, 18]  # the 24², 48² and 96² blocks start part-way down
@@ -98,7 +91,7 @@ def test_precision_choice():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_cuda_graphs_match_eager(model, inputs, reference, precision):
-    from stream.lipsync.lower_face import ROWS_FROM
+    from stream.lipsync.wav2lip.lower_face import ROWS_FROM
 
     dev = torch.device("cuda")
     graphs = InferenceWav2Lip(model, dev, precision, engine="graphs")

@@ -25,13 +25,13 @@ def kc():
     return interpreted_or_skip(MOD)
 
 
-def _inputs(seed=0, mouth_dtype=torch.float32):
+def _inputs(seed=0, mouth_dtype=torch.float32, size=96, per_frame=False):
     g = torch.Generator().manual_seed(seed)
     b = len(BOXES)
     frames = torch.randint(0, 256, (b, H, W, 3), dtype=torch.uint8, generator=g)
-    mouths_u8 = torch.randint(0, 256, (b, 96, 96, 3), dtype=torch.uint8, generator=g)
+    mouths_u8 = torch.randint(0, 256, (b, size, size, 3), dtype=torch.uint8, generator=g)
     mouths = (mouths_u8.permute(0, 3, 1, 2).float() / 255.0).to(mouth_dtype)
-    mask = torch.rand(96, 96, generator=g)
+    mask = torch.rand(*((b,) if per_frame else ()), size, size, generator=g)
     return frames, mouths_u8, mouths, torch.tensor(BOXES, dtype=torch.int32), mask
 
 
@@ -57,8 +57,9 @@ def test_kernel_is_interpreted(kc):
 
 
 @pytest.mark.parametrize("mouth_dtype", [torch.float32, torch.bfloat16])
-def test_triton_matches_ref(kc, mouth_dtype):
-    frames, _, mouths, boxes, mask = _inputs(mouth_dtype=mouth_dtype)
+@pytest.mark.parametrize("size, per_frame", [(96, False), (256, True)])  # Wav2Lip's shared feather; MuseTalk's parsing masks
+def test_triton_matches_ref(kc, mouth_dtype, size, per_frame):
+    frames, _, mouths, boxes, mask = _inputs(mouth_dtype=mouth_dtype, size=size, per_frame=per_frame)
     out = kc.compose_triton(frames, mouths, boxes, mask)
     ref = kc.compose_ref(frames, mouths, boxes, mask)
     assert out.device.type == "cpu" and out.dtype == torch.uint8 and out.shape == frames.shape
@@ -99,6 +100,31 @@ def test_feather_has_no_seam(kc, impl):
         box = o[y1:y2, x1:x2]
         steps = max((box[1:] - box[:-1]).abs().max().item(), (box[:, 1:] - box[:, :-1]).abs().max().item())
         assert steps < 60, (impl, i, steps)
+
+
+def test_each_frame_gets_its_own_mask(kc):
+    frames, _, mouths, boxes, _ = _inputs(seed=3)
+    masks = torch.zeros(len(BOXES), 96, 96)
+    masks[1] = 1.0  # only the second frame is painted
+    for impl in ("ref", "triton"):
+        out = getattr(kc, f"compose_{impl}")(frames, mouths, boxes, masks)
+        assert torch.equal(out[0], frames[0]) and torch.equal(out[2:], frames[2:]), impl
+        assert not torch.equal(out[1], frames[1]), impl
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("mask", "the mask must be S×S or B×S×S on the faces' grid (96, 96), not (3, 96, 96)"),
+    ("boxes", "boxes must be 5×4, not (4, 4)"),
+    ("frames", "frames must be B×H×W×3 uint8, not (5, 160, 176, 3) torch.float32"),
+])
+def test_bad_inputs_are_value_errors(kc, bad, message):
+    frames, _, mouths, boxes, mask = _inputs()
+    args = {"frames": frames, "mouths": mouths, "boxes": boxes, "mask": mask}
+    args[bad] = {"mask": torch.rand(3, 96, 96), "boxes": boxes[:4], "frames": frames.float()}[bad]
+    for impl in ("ref", "triton"):
+        with pytest.raises(ValueError) as e:
+            getattr(kc, f"compose_{impl}")(**args)
+        assert str(e.value) == message
 
 
 def test_dispatch_cpu_uses_ref():

@@ -167,17 +167,17 @@ def test_each_frame_gets_its_own_mel_window_and_the_masked_face(speech_22k, resp
     from stream import load_wav2lip, wav2lip_mel
 
     pcm = speech_22k[:19000]  # 0.86 s, 21 frames
-    frames, _, avatar = render_frames(pcm, 22050, checkpoint=responsive_checkpoint, precision="float32", batch_size=8)
+    frames, _, avatar, prep = render_frames(pcm, 22050, checkpoint=responsive_checkpoint, precision="float32", batch_size=8)
     mel = wav2lip_mel(torchaudio.functional.resample(torch.from_numpy(pcm), 22050, 16000))
     model = load_wav2lip(responsive_checkpoint, "cpu")  # the plain model: no folding, no lower-face shortcut
-    crop = avatar.crops[:1].permute(0, 3, 1, 2).float() / 255
+    crop = prep.inputs[:1].permute(0, 3, 1, 2).float() / 255
     face = torch.cat([torch.cat([crop[:, :, :48], torch.zeros_like(crop[:, :, 48:])], dim=2), crop], dim=1)
 
     def expected(i, lead=1):
         start = min(int(max(0, i - lead) * 80 / 25), mel.shape[1] - 16)
         with torch.no_grad():
             mouth = model(mel[:, start : start + 16].reshape(1, 1, 80, 16), face)
-        return compose_ref(avatar.frames[:1], mouth, avatar.boxes[:1], avatar.mask)[0].int()
+        return compose_ref(avatar.frames[:1], mouth, prep.boxes[:1], prep.masks[0])[0].int()
 
     for i in (0, 1, 9, 15, len(frames) - 1):
         assert (frames[i].int() - expected(i)).abs().max() <= 2, f"frame {i}"

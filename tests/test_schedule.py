@@ -6,6 +6,7 @@ from stream.audio.mel import wav2lip_mel
 from stream.audio.resample import StreamResampler
 from stream.audio.schedule import FrameScheduler, Progress
 from stream.frames import PcmChunk
+from stream.lipsync.mel_windows import MelWindows
 
 
 class _StillAvatar:
@@ -22,7 +23,8 @@ def test_clock_integer_arithmetic():
 
 def test_scheduler_windows_and_audio_follow_the_clock(speech_22k):
     batches, progress = [], Progress()
-    s = FrameScheduler(25, _StillAvatar(), torch.device("cpu"), batch_size=7, progress=progress)
+    s = FrameScheduler(25, _StillAvatar(), torch.device("cpu"), batch_size=7, progress=progress,
+                       features=lambda fps: MelWindows(fps, torch.device("cpu")))
     for i in range(0, len(speech_22k), 1500):
         s.process(PcmChunk(speech_22k[i : i + 1500], 22050), batches.append)
     s.finish(batches.append)
@@ -31,7 +33,7 @@ def test_scheduler_windows_and_audio_follow_the_clock(speech_22k):
     assert [b.count for b in batches[:4]] == [2, 4, 7, 7]  # a quick first frame, then full batches
     assert all(b.count == 7 for b in batches[2:-1]) and 1 <= batches[-1].count <= 7
     assert [b.start for b in batches] == [0, 2] + list(range(6, n, 7))
-    mel = torch.cat([b.mel for b in batches])
+    mel = torch.cat([b.features for b in batches])
     r = StreamResampler(22050, 16000)
     whole = wav2lip_mel(torch.cat([r.push(torch.from_numpy(speech_22k)), r.finish()]))
     t = whole.shape[1]

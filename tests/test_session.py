@@ -68,7 +68,7 @@ def test_pushed_speech_matches_render_frame_for_frame(speech_22k):
     expected = -(-len(speech_22k) * FPS // 22050)
     assert len(spoken) == expected
     assert [f.index for f in spoken] == list(range(spoken[0].index, spoken[0].index + expected))  # no gap
-    frames, audio, _ = render_frames(speech_22k, 22050)
+    frames, audio, _, _ = render_frames(speech_22k, 22050)
     assert len(frames) == expected
     for k, f in enumerate(spoken):
         assert torch.equal(f.image, frames[k]), f"frame {k} differs from render"
@@ -89,7 +89,7 @@ def test_wav2lip_session_matches_render_within_rounding(speech_22k, wav2lip_chec
         s.push_audio(pcm, 22050)
         s.end_segment()
         spoken = speaking(drain(s, ends(1)))
-    frames, _, _ = render_frames(pcm, 22050, checkpoint=wav2lip_checkpoint, precision="float32", batch_size=8)
+    frames, _, _, _ = render_frames(pcm, 22050, checkpoint=wav2lip_checkpoint, precision="float32", batch_size=8)
     assert len(spoken) == len(frames) == 8
     for k, f in enumerate(spoken):
         diff = (f.image.int() - frames[k].int()).abs()

@@ -283,7 +283,7 @@ def measured_max_sessions(config) -> int:
     worker = runtime.acquire_worker(config, device)
     try:
         avatar = runtime.shared_avatar(config, device)
-        fps = runtime.capacity(config, device, worker, avatar)
+        fps = runtime.capacity(config, device, worker, avatar, runtime.shared_face(avatar, worker))
     finally:
         runtime.release_worker(worker)
     return max(1, int(runtime.CAPACITY_SHARE * fps / config.fps))

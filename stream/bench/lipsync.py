@@ -7,8 +7,8 @@ import tempfile
 
 import torch
 
-from ..lipsync.checkpoint import load_wav2lip, save_random_wav2lip
-from ..lipsync.inference import InferenceWav2Lip, cpu_has_bf16
+from ..lipsync.wav2lip.checkpoint import load_wav2lip, save_random_wav2lip
+from ..lipsync.wav2lip.inference import InferenceWav2Lip, cpu_has_bf16
 from .machine import GpuSampler, machine, seconds_per_call
 from .report import table, write
 

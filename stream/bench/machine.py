@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from ..lipsync.inference import cpu_has_bf16
+from ..lipsync.wav2lip.inference import cpu_has_bf16
 
 
 class GpuSampler:

@@ -161,7 +161,7 @@ async def bench_serve(videos: list[str], counts: list[int], seconds: float, extr
 def run(args, device) -> int:
     import tempfile
 
-    from ..lipsync.checkpoint import save_random_wav2lip
+    from ..lipsync.wav2lip.checkpoint import save_random_wav2lip
 
     videos = args.video.split(",")
     counts = [int(x) for x in args.sessions.split(",")]

@@ -206,7 +206,7 @@ def bench_sessions(counts: list[int], seconds: float, settings: dict, text_file:
 
 
 def run(args, device: torch.device) -> int:
-    from ..lipsync.checkpoint import save_random_wav2lip
+    from ..lipsync.wav2lip.checkpoint import save_random_wav2lip
 
     counts = [int(x) for x in args.sessions.split(",")]
     seconds = args.seconds if args.seconds is not None else 10.0

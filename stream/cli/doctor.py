@@ -32,7 +32,7 @@ def facts() -> list[tuple[str, str]]:
 def device_facts() -> list[tuple[str, str]]:
     import torch
 
-    from ..lipsync.inference import cpu_has_bf16
+    from ..lipsync.wav2lip.inference import cpu_has_bf16
 
     return [("cpu bf16", "native" if cpu_has_bf16() else "no (float32 on the CPU)"),
             ("cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible")]

@@ -13,7 +13,7 @@ from ..config import RenderConfig, as_config
 from ..device import resolve_device
 from ..errors import LipstreamError
 from ..files import check_writable, output_kind
-from ..lipsync.backends import LipSyncStage
+from ..lipsync.stage import LipSyncStage
 from ..sinks.file import CONTAINERS, FileSink
 from ..sources.media import read_audio
 from ..sources.speech import TTSStage, audio_source, streamed_text_source, text_source
@@ -98,7 +98,9 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
     worker = runtime.acquire_worker(cfg, device)  # the process's one lip-sync path, shared with live sessions
     try:
         if worker.name == "procedural":
-            log.info("no Wav2Lip checkpoint configured: using the procedural mouth (give --checkpoint for Wav2Lip)")
+            log.info("no lip-sync weights configured: using the procedural mouth (give --checkpoint for Wav2Lip, "
+                     "--musetalk-models for MuseTalk)")
+        face = runtime.shared_face(avatar, worker)
         progress = progress or Progress()
         h, w = avatar.size
         box = CONTAINERS[output_kind(output)]
@@ -108,9 +110,10 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
             log.info("%s holds the video stream alone (no audio)", output)
         stages = [s for s in (
             speech,
-            FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, progress),
-            LipSyncStage(worker, avatar),
-            ComposeStage(avatar, worker.dtype),
+            FrameScheduler(cfg.fps, avatar, device, cfg.batch_size, progress, worker.model.features,
+                           engine=f"{worker.name} features"),
+            LipSyncStage(worker, face),
+            ComposeStage(avatar, face, worker.dtype),
             EncodeStage(make_video_encoder(video, device, cfg.encoder), device),
             AacStage() if box.audio else None,  # beside the frames, not in the muxer's thread
             FileSink(output, video, progress),

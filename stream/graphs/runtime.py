@@ -1,5 +1,6 @@
-"""What exists once per process: each lip-sync model with its worker, each prepared avatar, the
-open-session count, and the threads that run text-to-speech for live sessions.
+"""What exists once per process: each lip-sync model with its worker, each prepared avatar and each
+model's preparation of it (its `Face`), the open-session count, and the threads that run
+text-to-speech for live sessions.
 
 Workers are counted by their users (sessions and renders); a few unused ones are kept for the next
 user, since loading a model and capturing its graphs costs seconds. Avatars live as long as
@@ -19,7 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 
 from ..errors import LipstreamError
-from ..lipsync.backends import make_backend
+from ..lipsync import registry
+from ..lipsync.contract import Face
 from ..lipsync.worker import Job, LipSyncWorker
 from ..video.avatar import Avatar, load_avatar
 
@@ -33,26 +35,20 @@ _workers: dict[tuple, LipSyncWorker] = {}
 _users: dict[tuple, int] = {}
 _idle: OrderedDict[tuple, None] = OrderedDict()  # unused workers, least recently used first
 _avatars: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_face_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _recent: OrderedDict[tuple, Avatar] = OrderedDict()  # the last avatars used, held even when no session is open
 _sessions: weakref.WeakSet = weakref.WeakSet()
 _capacity: dict[tuple, float] = {}  # worker key → measured frames/s (model + compose)
 _tts_pool: ThreadPoolExecutor | None = None
 
 
-def _worker_key(cfg, device: torch.device) -> tuple:
-    if cfg.checkpoint:
-        return ("wav2lip", os.path.realpath(cfg.checkpoint), str(device), cfg.precision)
-    return ("procedural", str(device), cfg.fps)  # the procedural mouth weighs its window by fps
-
-
 def acquire_worker(cfg, device: torch.device) -> LipSyncWorker:
     """The process's worker for this model, loaded on first use; give it back with `release_worker`."""
-    key = _worker_key(cfg, device)
+    key = registry.key(cfg, device)
     with _lock:
         worker = _workers.get(key)
         if worker is None:
-            backend = make_backend(cfg.checkpoint, device, cfg.precision, cfg.batch_size, cfg.fps)
-            worker = _workers[key] = LipSyncWorker(backend, cfg.batch_size)
+            worker = _workers[key] = LipSyncWorker(registry.make_model(cfg, device), cfg.batch_size)
         elif cfg.batch_size != worker.max_batch:
             log.info("lip-sync worker already runs with batch size %d (asked for %d)", worker.max_batch, cfg.batch_size)
         _users[key] = _users.get(key, 0) + 1
@@ -105,9 +101,22 @@ def shared_avatar(cfg, device: torch.device) -> Avatar:
     return avatar
 
 
-def capacity(cfg, device: torch.device, worker: LipSyncWorker, avatar: Avatar) -> float:
+def shared_face(avatar: Avatar, worker: LipSyncWorker) -> Face:
+    """The worker's model's preparation of `avatar`, made once and held by the avatar (so it lives as
+    long as the avatar does); a second caller waits for the first's (MuseTalk encodes every frame)."""
+    key = worker.model.identity()
+    with _lock:  # one preparation at a time per avatar
+        lock = _face_locks.setdefault(avatar, threading.Lock())
+    with lock:
+        face = avatar.faces.get(key)
+        if face is None:
+            face = avatar.faces[key] = worker.model.prepare(avatar)
+    return face
+
+
+def capacity(cfg, device: torch.device, worker: LipSyncWorker, avatar: Avatar, face: Face) -> float:
     """Frames per second the worker sustains at its batch size, compose included, measured once."""
-    key = _worker_key(cfg, device)
+    key = registry.key(cfg, device)
     if key not in _capacity:
         from kernels import compose
 
@@ -116,13 +125,13 @@ def capacity(cfg, device: torch.device, worker: LipSyncWorker, avatar: Avatar) -
 
             def finish(mouths, error):
                 if error is None:
-                    compose(avatar.frames[job.idx], mouths, avatar.boxes[job.idx], avatar.mask)
+                    compose(avatar.frames[job.idx], mouths, face.boxes[job.idx], face.mask(job.idx))
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
                 done.set_exception(error) if error else done.set_result(None)
 
             idx = torch.zeros(n, dtype=torch.long, device=device)
-            job = Job(torch.zeros(n, 1, 80, 16, device=device), avatar, idx, 0.0, finish)
+            job = Job(torch.zeros(n, *worker.model.feature_shape, device=device), face, idx, 0.0, finish)
             start = time.perf_counter()
             worker.submit(job)
             done.result()

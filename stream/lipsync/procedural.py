@@ -1,26 +1,32 @@
-"""A lip-sync backend that needs no weights: the jaw drops with the audio's smoothed loudness.
+"""A lip-sync model that needs no weights: the jaw drops with the audio's smoothed loudness.
 
-It exists so the main job works on a fresh machine; with a Wav2Lip checkpoint configured the
-learned model is used instead.
+It exists so the main job works on a fresh machine; with a learned model's weights configured that
+model is used instead. It reads Wav2Lip's mel windows and paints Wav2Lip's 96×96 face.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ..audio.clock import MEL_FPS, MEL_LEAD
+from kernels import prepare
 
-CROP = 96
+from ..audio.clock import MEL_FPS, MEL_LEAD
+from .contract import Face, LipSyncModel
+from .face96 import CROP, prepare_face96
+from .mel_windows import SHAPE, MelWindows
+
 MOUTH_ROW, MOUTH_COL = 71.0, 48.0  # mouth centre in a Wav2Lip-padded 96×96 face crop
 MAX_DROP = 7.0  # pixels the lower lip moves at full opening
 SILENT, LOUD = -3.0, -0.4  # mean normalised mel level of silence and of loud speech
 
 
-class ProceduralLipSync:
+class ProceduralLipSync(LipSyncModel):
     name = "procedural"
+    face_size = CROP
+    feature_shape = SHAPE
 
     def __init__(self, device: torch.device, fps: int = 25):
-        self.device = device
+        self.device, self.fps = device, fps
         self.dtype = torch.float32
         t = torch.arange(CROP, dtype=torch.float32, device=device)
         self._rows = t.view(1, CROP, 1)
@@ -30,6 +36,18 @@ class ProceduralLipSync:
         w = torch.exp(-0.5 * ((torch.arange(16, dtype=torch.float32, device=device) - centre) / 2.0) ** 2)
         self._time_w = (w / w.sum()).view(1, 1, 16)
         self._bands = slice(8, 64)
+
+    def identity(self) -> tuple:
+        return (self.name, str(self.device), self.fps)  # its window weights depend on fps
+
+    def features(self, fps: int) -> MelWindows:
+        return MelWindows(fps, self.device)
+
+    def prepare(self, avatar) -> Face:
+        return prepare_face96(avatar, self.device)
+
+    def gather(self, face: Face, idx: torch.Tensor) -> torch.Tensor:
+        return prepare(face.inputs, idx, self.dtype)
 
     def openness(self, mel: torch.Tensor) -> torch.Tensor:
         """B×1×80×16 mel windows → B openings in [0, 1]."""

@@ -1,8 +1,8 @@
 """The lip-sync worker: one thread per model and process runs every session's and every render's
 frames, in batches that mix them, chosen by deadline.
 
-A client submits a `Job` (consecutive frames of one avatar: mel windows, crop indices, the time its
-first frame is due, a callback). The worker takes the jobs with the earliest deadlines, up to
+A client submits a `Job` (consecutive frames of one avatar: their audio features, the avatar frames
+they show, the time the first is due, a callback). The worker takes the jobs with the earliest deadlines, up to
 `max_batch` frames, and runs them as one batch when the batch is full or when waiting longer would
 make its earliest frame late by the measured cost of a batch that size. Callbacks run on the
 worker's thread, in job order; a cancelled job still waiting is dropped, one already in the model
@@ -19,8 +19,6 @@ from typing import Callable
 
 import torch
 
-from kernels import prepare
-
 from ..device import cuda_index
 
 log = logging.getLogger("lipstream")
@@ -31,24 +29,26 @@ SAFETY = 1.25  # a batch starts this many estimated costs before its deadline: o
 
 
 class Job:
-    __slots__ = ("mel", "avatar", "idx", "deadline", "done", "cancelled")
+    __slots__ = ("features", "face", "idx", "deadline", "done", "cancelled")
 
-    def __init__(self, mel: torch.Tensor, avatar, idx: torch.Tensor, deadline: float,
+    def __init__(self, features: torch.Tensor, face, idx: torch.Tensor, deadline: float,
                  done: Callable[[torch.Tensor | None, BaseException | None], None]):
-        self.mel, self.avatar, self.idx, self.deadline, self.done = mel, avatar, idx, deadline, done
+        """`face`: the model's preparation of the avatar (`LipSyncModel.prepare`); `idx`: its frames."""
+        self.features, self.face, self.idx, self.deadline, self.done = features, face, idx, deadline, done
         self.cancelled = False
 
     @property
     def frames(self) -> int:
-        return int(self.mel.shape[0])
+        return int(self.features.shape[0])
 
 
 class LipSyncWorker:
-    """`submit(job)` from any thread; `done(mouths B×3×96×96, None)` or `done(None, error)` follows."""
+    """`submit(job)` from any thread; `done(faces B×3×S×S, None)` or `done(None, error)` follows."""
 
-    def __init__(self, backend, max_batch: int):
-        self.backend, self.max_batch = backend, max_batch
-        self.device, self.dtype, self.name = backend.device, backend.dtype, backend.name
+    def __init__(self, model, max_batch: int):
+        """`model`: a `LipSyncModel`."""
+        self.model, self.max_batch = model, max_batch
+        self.device, self.dtype, self.name = model.device, model.dtype, model.name
         self._cuda_index = cuda_index(self.device)
         self._cond = threading.Condition()
         self._pending: list[Job] = []
@@ -63,8 +63,7 @@ class LipSyncWorker:
         self.busy = 0.0  # seconds the worker thread spent on batches (on CUDA: launching them)
 
     def describe(self) -> str:
-        describe = getattr(self.backend, "describe", None)
-        return describe() if describe else f"{self.name} {str(self.dtype).removeprefix('torch.')}"
+        return self.model.describe()
 
     def submit(self, job: Job) -> None:
         with self._cond:
@@ -162,8 +161,8 @@ class LipSyncWorker:
                 self._cond.wait(timeout=wait)
 
     def _run(self, jobs: list[Job]) -> None:
-        # Jobs of one avatar sit together so each avatar's crops are gathered in one call.
-        jobs.sort(key=lambda j: id(j.avatar))
+        # Jobs of one avatar sit together so each avatar's inputs are gathered in one call.
+        jobs.sort(key=lambda j: id(j.face))
         n = sum(j.frames for j in jobs)
         start = time.perf_counter()
         cuda = self.device.type == "cuda"
@@ -171,9 +170,9 @@ class LipSyncWorker:
             begin = torch.cuda.Event(enable_timing=True)
             begin.record()
         try:
-            groups = [list(g) for _, g in itertools.groupby(jobs, key=lambda j: id(j.avatar))]
-            faces = torch.cat([prepare(g[0].avatar.crops, torch.cat([j.idx for j in g]), self.dtype) for g in groups])
-            mouths = self.backend(torch.cat([j.mel for j in jobs]).to(self.device), faces)
+            groups = [list(g) for _, g in itertools.groupby(jobs, key=lambda j: id(j.face))]
+            inputs = torch.cat([self.model.gather(g[0].face, torch.cat([j.idx for j in g])) for g in groups])
+            faces = self.model(torch.cat([j.features for j in jobs]).to(self.device), inputs)
         except Exception as e:  # noqa: BLE001 - handed to every job's owner
             for job in jobs:
                 self._deliver(job, None, e)
@@ -182,7 +181,7 @@ class LipSyncWorker:
         at = 0
         for job in jobs:
             if not job.cancelled:
-                self._deliver(job, mouths[at : at + job.frames], None)
+                self._deliver(job, faces[at : at + job.frames], None)
             at += job.frames
         # The cost counts the owners' callbacks (compose) too: they delay the frames as much.
         if cuda:

@@ -1,5 +1,5 @@
 """The session's output queue: one slot per tick in presentation order, idle or a speech frame
-that is ready once the shared worker has made its mouth and it is composed.
+that is ready once the shared worker has painted its face and it is composed.
 
 Speech frames enter at most `lead` ahead of the consumer, each batch a job on the worker due when
 the consumer will want it (estimated from its last pull); an interrupt empties the queue.
@@ -39,7 +39,7 @@ class _Segment:
 
 
 class _Entry:
-    """One slot of the output queue: idle, or a speech frame that is ready once its mouth is composed."""
+    """One slot of the output queue: idle, or a speech frame that is ready once its face is composed."""
 
     __slots__ = ("slot", "segment", "audio", "frame", "ready", "job", "dropped")
 
@@ -121,11 +121,11 @@ class OutputQueue:
             slot = self._start_slot()
             self._queue.extend(_Entry(s) for s in range(self._slot, slot))
             n = min(n, self.lead_frames - (slot - self._slot))
-        mel, audio = seg.speech.take(n)
+        features, audio = seg.speech.take(n)
         spf = self.samples_per_frame
         new = [_Entry(slot + k, seg, audio[k * spf : (k + 1) * spf]) for k in range(n)]
         idx = self.avatar.frame_index(torch.arange(slot, slot + n, device=self.device))  # no host→device copy
-        job = Job(mel, self.avatar, idx, self._due(slot) - MARGIN, partial(self._composed, new))
+        job = Job(features, self.face, idx, self._due(slot) - MARGIN, partial(self._composed, new))
         for e in new:
             e.job = job
         self._queue.extend(new)
@@ -148,16 +148,16 @@ class OutputQueue:
             slot += 1
         return slot
 
-    def _composed(self, entries: list[_Entry], mouths: torch.Tensor | None, error: BaseException | None) -> None:
-        """Worker thread: paste the mouths into their frames and hand them to the queue."""
+    def _composed(self, entries: list[_Entry], faces: torch.Tensor | None, error: BaseException | None) -> None:
+        """Worker thread: paste the faces into their frames and hand them to the queue."""
         with self._lock:
-            avatar = self.avatar
+            avatar, face = self.avatar, self.face
             live = avatar is not None and not all(e.dropped for e in entries)
             if error is not None and live:
                 self._error = error
         if error is None and live:
             idx = entries[0].job.idx
-            images = compose(avatar.frames[idx], mouths, avatar.boxes[idx], avatar.mask)
+            images = compose(avatar.frames[idx], faces, face.boxes[idx], face.mask(idx))
         with self._lock:
             for k, e in enumerate(entries):
                 if error is None and live and not e.dropped:

@@ -60,8 +60,9 @@ class Session(TextIntake, OutputQueue):
         self.worker = runtime.acquire_worker(cfg, self.device)
         try:
             self.avatar = runtime.shared_avatar(cfg, self.device)
+            self.face = runtime.shared_face(self.avatar, self.worker)  # the model's preparation of the avatar
             limit = cfg.max_sessions or max(1, int(runtime.CAPACITY_SHARE * runtime.capacity(
-                cfg, self.device, self.worker, self.avatar) / cfg.fps))
+                cfg, self.device, self.worker, self.avatar, self.face) / cfg.fps))
             runtime.admit(self, limit)
         except BaseException:
             runtime.leave(self)
@@ -142,7 +143,7 @@ class Session(TextIntake, OutputQueue):
                 return
             self._closed = True
             self._drop(end_markers=False)
-            self.avatar = None  # the shared avatar is freed once no session holds it
+            self.avatar = self.face = None  # the shared avatar is freed once no session holds it
         runtime.leave(self)
         runtime.release_worker(self.worker)
 
@@ -201,7 +202,7 @@ class Session(TextIntake, OutputQueue):
             if seg.cancelled:
                 return False
             if seg.speech is None:
-                seg.speech = SpeechClock(rate, self.fps, self.device)
+                seg.speech = SpeechClock(rate, self.fps, self.device, self.worker.model.features(self.fps))
             elif rate != seg.speech.sample_rate:
                 raise LipstreamError(f"sample rate changed within an utterance ({seg.speech.sample_rate} → {rate}); "
                                      "call end_segment() first")

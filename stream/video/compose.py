@@ -1,4 +1,4 @@
-"""Paste each generated face back into its full avatar frame with the feathered mask."""
+"""Paste each painted face back into its full avatar frame, through the model's blend mask."""
 from __future__ import annotations
 
 import torch
@@ -12,19 +12,22 @@ from ..stage import Stage
 class ComposeStage(Stage):
     name = "compose"
 
-    def __init__(self, avatar, mouth_dtype: torch.dtype = torch.float32):
-        self.avatar, self.mouth_dtype = avatar, mouth_dtype
+    def __init__(self, avatar, face, face_dtype: torch.dtype = torch.float32):
+        """`face`: the lip-sync model's preparation of `avatar` (its paste boxes and masks)."""
+        self.avatar, self.face, self.face_dtype = avatar, face, face_dtype
         self.device = avatar.frames.device
         self.engine = "triton" if self.device.type == "cuda" else "torch"
 
     def warmup(self) -> None:
-        if self.device.type == "cuda":  # Triton compiles `compose` on its first call
-            a = self.avatar
-            mouths = torch.zeros(1, 3, 96, 96, device=self.device, dtype=self.mouth_dtype)  # kernels specialise on dtype
-            compose(a.frames[:1], mouths, a.boxes[:1], a.mask)
+        if self.device.type == "cuda":  # Triton compiles `compose` on its first call, per dtype and face size
+            a, f = self.avatar, self.face
+            s = f.masks.shape[-1]
+            idx = torch.zeros(1, dtype=torch.long, device=self.device)
+            compose(a.frames[:1], torch.zeros(1, 3, s, s, device=self.device, dtype=self.face_dtype), f.boxes[:1],
+                    f.mask(idx))
 
     def process(self, item: FrameBatch, emit) -> None:
         idx = item.avatar_idx
-        item.frames = compose(self.avatar.frames[idx], item.mouths, self.avatar.boxes[idx], self.avatar.mask)
-        item.mouths = None
+        item.frames = compose(self.avatar.frames[idx], item.faces, self.face.boxes[idx], self.face.mask(idx))
+        item.faces = None
         emit(item)

@@ -11,9 +11,9 @@ import copy
 import torch
 from torch import nn
 
-from .. import config
+from ... import config
 from .lower_face import LowerFaceWav2Lip
-from .wav2lip import Conv, Wav2Lip, check_inputs
+from .net import Conv, Wav2Lip, check_inputs
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 PRECISIONS = {name: getattr(torch, name) for name in config.PRECISIONS}

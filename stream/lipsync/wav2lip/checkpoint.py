@@ -6,9 +6,9 @@ import os
 
 import torch
 
-from ..device import resolve_device
-from ..errors import LipstreamError
-from .wav2lip import Wav2Lip
+from ...device import resolve_device
+from ...errors import LipstreamError
+from .net import Wav2Lip
 
 log = logging.getLogger("lipstream")
 UNTRAINED_STEPS = 1000  # the public checkpoints were saved after far more steps than this
