@@ -8,7 +8,8 @@
 # Results go to bench/results/<date>-<gpu>/ and, on the device tool's machine, also to
 # $OUT/gpu-results.tgz (only $OUT comes back). bench/wheels (bench/fetch_wheels.sh) holds what the
 # GPU image lacks. DEVICE=cpu SECONDS_EACH=0.3 SESSIONS=1 SERVE_SESSIONS=1 SESSION_SECONDS=3 runs the
-# same steps on a CPU, to check the script.
+# same steps on a CPU, to check the script. ONLY=musetalk runs MuseTalk's steps alone (its wheels,
+# `bench/fetch_wheels.sh musetalk`, do not fit in one call beside the serve stack's).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 device=${DEVICE:-cuda}
@@ -53,6 +54,27 @@ print("cv2", cv2.__version__, "Haar face detector:", "yes" if hasattr(cv2, "Casc
 PY
 } > "$out/machine.txt" 2>&1
 cat "$out/machine.txt"
+only=${ONLY:-all}
+musetalk() {
+  echo "== bench lipsync --lipsync musetalk (random weights of the public shapes)" | tee "$out/musetalk-lipsync.txt"
+  python -m stream.cli -q bench lipsync --lipsync musetalk --device "$device" --seconds "$secs" --box 67 170 177 270 \
+    ${MUSETALK_BATCHES:+--batches $MUSETALK_BATCHES} --json "$out/musetalk-lipsync.json" 2>&1 | tee -a "$out/musetalk-lipsync.txt"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  echo "== bench sessions --lipsync musetalk" | tee "$out/musetalk-sessions.txt"
+  python -m stream.cli -q bench sessions --lipsync musetalk --device "$device" --box 67 170 177 270 --batch-size 64 \
+    --sessions "${MUSETALK_SESSIONS:-8,30}" --seconds "${SESSION_SECONDS:-8}" --json "$out/musetalk-sessions.json" 2>&1 \
+    | tee -a "$out/musetalk-sessions.txt"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+}
+if [ "$only" = musetalk ]; then
+  echo "== MuseTalk tests" | tee "$out/musetalk-tests.txt"
+  python -m pytest -q -o addopts= -p no:cacheprovider tests/test_musetalk_features.py tests/test_musetalk_blend.py \
+    2>&1 | tee -a "$out/musetalk-tests.txt"
+  musetalk
+  echo "results in $out (status $status)"
+  [ -z "${OUT:-}" ] || tar czf "$OUT/gpu-results.tgz" "$out"
+  exit $status
+fi
 echo "== CUDA tests" | tee "$out/cuda-tests.txt"
 # -o addopts=: the image has no pytest-xdist, which pyproject's `--dist` needs
 python -m pytest -q -o addopts= -m cuda -p no:cacheprovider tests 2>&1 | tee -a "$out/cuda-tests.txt"
@@ -84,6 +106,8 @@ echo "== bench lipsync (torch.compile reduce-overhead, for comparison)" | tee "$
 python -m stream.cli -q bench lipsync --device "$device" --seconds "$secs" --engine compile --precisions bfloat16 \
   --batches 64,256 --no-render --json "$out/lipsync-compile.json" 2>&1 | tee -a "$out/lipsync-compile.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
+if python -c "import diffusers" 2>/dev/null; then musetalk; else
+  echo "== MuseTalk: skipped (no diffusers here: run ONLY=musetalk with bench/fetch_wheels.sh musetalk)"; fi
 echo "== bench sessions (live sessions on the shared worker, random-weight Wav2Lip bf16)" | tee "$out/sessions.txt"
 python -m stream.cli -q bench sessions --device "$device" --wav2lip --box 67 170 177 270 --batch-size 128 \
   --sessions "${SESSIONS:-16,64,200}" --seconds "${SESSION_SECONDS:-8}" --json "$out/sessions.json" 2>&1 | tee -a "$out/sessions.txt"

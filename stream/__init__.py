@@ -9,6 +9,7 @@ _NAMES = {
     "Wav2Lip": "lipsync.wav2lip.net",
     "load_wav2lip": "lipsync.wav2lip.checkpoint",
     "wav2lip_mel": "audio.mel",
+    "musetalk_features": "lipsync.musetalk.features",
     "render": "graphs.render",
     "RenderResult": "graphs.render",
     "RenderConfig": "config",

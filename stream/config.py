@@ -61,6 +61,10 @@ class RenderConfig:
         if self.lipsync == "auto" and self.checkpoint and self.musetalk_models:
             raise LipstreamError("both --checkpoint (Wav2Lip) and --musetalk-models (MuseTalk) are given: choose one "
                                  "with --lipsync wav2lip or --lipsync musetalk")
+        if self.lipsync_model == "musetalk" and self.musetalk_models:
+            from .lipsync.musetalk.files import resolve  # the folder's layout, before torch loads
+
+            resolve(self.musetalk_models)
         if self.tts not in TTS_ENGINES:
             raise LipstreamError(f"tts must be one of {', '.join(TTS_ENGINES)}, not {self.tts!r}")
         if self.tts == "coqui" and not self.tts_model:

@@ -67,6 +67,22 @@ def wav2lip_checkpoint(tmp_path_factory) -> str:
     return shared_file(tmp_path_factory, "wav2lip_random.pth", save_random_wav2lip)
 
 
+@pytest.fixture(scope="session")
+def musetalk_tiny(tmp_path_factory) -> str:
+    """A random MuseTalk 1.5 folder in the public layout, with small networks of the same classes."""
+    from stream.lipsync.musetalk.random import save_random_musetalk
+
+    return shared_file(tmp_path_factory, "musetalk_tiny", save_random_musetalk)
+
+
+@pytest.fixture(scope="session")
+def musetalk_real(tmp_path_factory) -> str:
+    """A random MuseTalk 1.5 folder at the public shapes (the loaders' and the features' test)."""
+    from stream.lipsync.musetalk.random import save_random_musetalk
+
+    return shared_file(tmp_path_factory, "musetalk_real", lambda p: save_random_musetalk(p, tiny=False))
+
+
 class _Collect:
     name = "collect"
     device = "cpu"
@@ -135,7 +151,7 @@ def pytest_xdist_auto_num_workers(config):
 # Test files by the wall time their tests take (longest first, measured on the 2-core machine).
 # pytest-xdist hands tests out in this order, so the long real-time ones start early and none is
 # left running alone at the end (at the end of the order they made the suite 8-10 s longer).
-_LONGEST_FIRST = ("test_render_many", "test_push", "test_mic", "test_tts_coqui", "test_session", "test_render",
+_LONGEST_FIRST = ("test_render_many", "test_push", "test_mic", "test_tts_coqui", "test_musetalk", "test_session", "test_render",
                   "test_preview", "test_serve", "test_page", "test_cli", "test_inference", "test_stdin",
                   "test_checkpoint", "test_pipecat", "test_file_sink", "test_kernels_compose")
 

@@ -31,6 +31,17 @@ class Mutation:
 
 
 MUTATIONS = [
+    # MuseTalk 1.5 (issue "A lip-sync model users can ship").
+    Mutation("musetalk-window-a-step-late", "stream/lipsync/musetalk/features.py",
+             "a = math.floor(i * mult) - 2 * p - first", "a = math.floor(i * mult) - 2 * p - first + 1",
+             ("tests/test_musetalk_features.py",)),
+    Mutation("musetalk-live-cut-by-the-pushes", "stream/lipsync/musetalk/features.py",
+             "self._compute(need - self._seg)", "self._compute(self._audio.numel())",
+             ("tests/test_musetalk_features.py",)),
+    Mutation("musetalk-mask-upper-half-kept", "stream/lipsync/musetalk/blend.py",
+             "        inside[: int(side * UPPER_BOUNDARY)] = 0\n", "", ("tests/test_musetalk_blend.py",)),
+    Mutation("musetalk-cache-ignores-the-vae", "stream/lipsync/musetalk/model.py",
+             "files.signature(self.files[\"vae\"]),", "", ("tests/test_musetalk.py",)),
     # The six breakages the suite once missed (issue "Tests that fail when the product breaks").
     Mutation("compose-mask-of-ones", "stream/video/compose.py", "self.face.boxes[idx], self.face.mask(idx))",
              "self.face.boxes[idx], torch.ones_like(self.face.mask(idx)))", ("tests/test_compose.py",)),

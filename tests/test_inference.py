@@ -2,8 +2,9 @@
 import pytest
 import torch
 
+from stream.lipsync.precision import cpu_has_bf16, resolve_precision
 from stream.lipsync.wav2lip.checkpoint import load_wav2lip
-from stream.lipsync.wav2lip.inference import BUCKETS, InferenceWav2Lip, bucket_for, cpu_has_bf16, fold_batchnorm, resolve_precision
+from stream.lipsync.wav2lip.inference import BUCKETS, InferenceWav2Lip, bucket_for, fold_batchnorm
 from stream.lipsync.wav2lip.net import Conv
 
 # Largest difference from the float32 model, in 8-bit levels of the mouth output (CPU, random
@@ -32,8 +33,8 @@ def reference(model, inputs):
 
 
 def test_lower_face_rows_are_exact_and_cover_the_mask(model, inputs):
-    from stream.lipsync.wav2lip.lower_face import ROWS_FROM, LowerFaceWav2Lip, plan
     from stream.lipsync.face96 import feather_mask
+    from stream.lipsync.wav2lip.lower_face import ROWS_FROM, LowerFaceWav2Lip, plan
 
     folded = fold_batchnorm(model)
     assert plan(folded) == [0, 0, 0, 0, 3, 8, 18]  # the 24², 48² and 96² blocks start part-way down

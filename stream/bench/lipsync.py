@@ -7,8 +7,9 @@ import tempfile
 
 import torch
 
+from ..lipsync.precision import cpu_has_bf16
 from ..lipsync.wav2lip.checkpoint import load_wav2lip, save_random_wav2lip
-from ..lipsync.wav2lip.inference import InferenceWav2Lip, cpu_has_bf16
+from ..lipsync.wav2lip.inference import InferenceWav2Lip
 from .machine import GpuSampler, machine, seconds_per_call
 from .report import table, write
 
@@ -55,6 +56,10 @@ def bench_render(checkpoint: str, device: torch.device, precision: str, text_fil
 
 
 def run(args, device: torch.device) -> int:
+    if args.lipsync == "musetalk":
+        from .musetalk import run as run_musetalk
+
+        return run_musetalk(args, device)
     seconds = args.seconds if args.seconds is not None else 2.0
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint

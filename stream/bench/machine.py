@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from ..lipsync.wav2lip.inference import cpu_has_bf16
+from ..lipsync.precision import cpu_has_bf16
 
 
 class GpuSampler:

@@ -127,7 +127,7 @@ class _Viewer:
 
 
 def measure(n: int, seconds: float, settings: dict, texts: list[str], seed: int, follows_sound: bool) -> dict:
-    from .lipsync import GpuSampler
+    from .machine import GpuSampler
 
     rng = random.Random(seed + n)
     sessions = [Session(max_sessions=max(n, settings.get("max_sessions") or 1), **settings) for _ in range(n)]
@@ -221,7 +221,9 @@ def run(args, device: torch.device) -> int:
         settings["precision"] = args.precisions.split(",")[0]
     follows = True
     tmp = None
-    if args.checkpoint or args.wav2lip:
+    name = args.lipsync or ("wav2lip" if args.checkpoint or args.wav2lip else
+                            "musetalk" if args.musetalk_models else "procedural")
+    if name == "wav2lip":
         if args.checkpoint:
             settings["checkpoint"] = args.checkpoint
         else:  # same shapes and cost as the public model; random weights do not follow the sound
@@ -231,13 +233,25 @@ def run(args, device: torch.device) -> int:
             settings["checkpoint"] = os.path.join(tmp.name, "random_wav2lip.pth")
             save_random_wav2lip(settings["checkpoint"])
             follows = False
+    elif name == "musetalk":
+        if args.musetalk_models:
+            settings["musetalk_models"] = args.musetalk_models
+        else:  # the public shapes (or --tiny ones), random: the same cost, a mouth that ignores the sound
+            import tempfile
+
+            from ..lipsync.musetalk.random import save_random_musetalk
+
+            tmp = tempfile.TemporaryDirectory()
+            settings["musetalk_models"] = save_random_musetalk(os.path.join(tmp.name, "models"), tiny=args.tiny)
+            follows = False
     try:
         result = bench_sessions(counts, seconds, settings, args.text_file, args.max, follows)
     finally:
         if tmp is not None:
             tmp.cleanup()
-    result = {"machine": machine(device), "lipsync": "wav2lip" if "checkpoint" in settings else "procedural",
-              "weights": "given" if args.checkpoint else ("random" if args.wav2lip else None),
+    given = args.checkpoint if name == "wav2lip" else args.musetalk_models if name == "musetalk" else None
+    result = {"machine": machine(device), "lipsync": name,
+              "weights": None if name == "procedural" else "given" if given else "random" + (", tiny" if args.tiny else ""),
               "seconds": seconds, **result}
     flat = [{**r, "say_p50": r["say_to_first_speaking_frame_ms"]["p50"], "say_p95": r["say_to_first_speaking_frame_ms"]["p95"],
              "interrupt_p50": r["interrupt_to_idle_ms"]["p50"], "interrupt_p95": r["interrupt_to_idle_ms"]["p95"],

@@ -21,7 +21,16 @@ def add_args(p) -> None:
                    help="the lip-sync stage (and a whole render), the frame-path kernels, concurrent live sessions, "
                         "lipstream serve with WebRTC viewers, or the speech engines")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--lipsync", choices=["procedural", "wav2lip", "musetalk"],
+                   help="lipsync: the model to measure (default wav2lip); sessions: the model the sessions run "
+                        "(default procedural)")
     p.add_argument("--checkpoint", help="Wav2Lip checkpoint (default: random weights, same cost)")
+    p.add_argument("--musetalk-models", metavar="DIR", help="MuseTalk models folder (default: random weights of "
+                   "the public shapes, same cost)")
+    p.add_argument("--tiny", action="store_true", help="with MuseTalk's random weights: small networks instead of "
+                   "the public shapes (a quick structural run)")
+    p.add_argument("--render-text", default="Hello there, this is a short test of the whole render.",
+                   help="lipsync --lipsync musetalk: what the whole render says (MuseTalk is slow on a CPU)")
     p.add_argument("--precisions", help="comma list of float32,bfloat16,float16 (default: all this device runs)")
     p.add_argument("--batches", help="comma list of batch sizes")
     p.add_argument("--engine", default="graphs", choices=["graphs", "compile", "eager"],
@@ -33,7 +42,7 @@ def add_args(p) -> None:
     p.add_argument("--sessions", default="1,2,4", help="sessions, serve: comma list of concurrent session counts (default 1,2,4)")
     p.add_argument("--video", default="lipstream,aiortc", help="serve: comma list of video modes to measure (default both)")
     p.add_argument("--max", action="store_true", help="sessions: also search for the largest count kept on time")
-    p.add_argument("--wav2lip", action="store_true", help="sessions: Wav2Lip with random weights (default: the procedural mouth)")
+    p.add_argument("--wav2lip", action="store_true", help="sessions: Wav2Lip with random weights (--lipsync wav2lip)")
     p.add_argument("--box", nargs=4, type=int, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
                    help="sessions: the face box of the bundled avatar, skipping detection")
     p.add_argument("--lead", type=float, help="sessions: seconds of frames kept ready ahead (default 0.2)")

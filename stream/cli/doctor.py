@@ -10,6 +10,7 @@ import tempfile
 from importlib import metadata
 
 PACKAGES = (("torch", "torch"), ("triton", "triton"), ("pyav", "av"), ("opencv", "opencv-python-headless"),
+            ("diffusers (MuseTalk)", "diffusers"), ("transformers", "transformers"),
             ("espeak-ng", "espeakng-loader"), ("aiortc", "aiortc"), ("nvenc (PyNvVideoCodec)", "PyNvVideoCodec"),
             ("nvml", "nvidia-ml-py"), ("coqui-tts", "coqui-tts"))
 
@@ -32,7 +33,7 @@ def facts() -> list[tuple[str, str]]:
 def device_facts() -> list[tuple[str, str]]:
     import torch
 
-    from ..lipsync.wav2lip.inference import cpu_has_bf16
+    from ..lipsync.precision import cpu_has_bf16
 
     return [("cpu bf16", "native" if cpu_has_bf16() else "no (float32 on the CPU)"),
             ("cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible")]
@@ -55,7 +56,8 @@ def run(args) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         result = render(os.path.join(tmp, "doctor.mp4"), text="Testing, one, two.", device=args.device,
-                        checkpoint=args.checkpoint, tts_model=args.tts_model, tts_config=args.tts_config, cache=False)
+                        checkpoint=args.checkpoint, musetalk_models=args.musetalk_models, tts_model=args.tts_model,
+                        tts_config=args.tts_config, cache=False)
     print(f"\nrender on {args.device}: {result.frames} frames in {result.wall_seconds:.2f} s; stages ran on:")
     for stage in result.stages:
         print(f"  {stage}")
@@ -65,5 +67,6 @@ def run(args) -> int:
 def add_args(p) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--checkpoint", help="also load and run this Wav2Lip checkpoint")
+    p.add_argument("--musetalk-models", metavar="DIR", help="also load and run MuseTalk from this models folder")
     p.add_argument("--tts-model", help="also load and run this Coqui TTS model (a path or a cached model name)")
     p.add_argument("--tts-config", help="the Coqui model's config.json")

@@ -7,15 +7,19 @@ import argparse
 
 def add_settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--avatar", metavar="IMAGE_OR_VIDEO", help="face image or video (default: the bundled astronaut)")
-    p.add_argument("--checkpoint", metavar="PATH", help="Wav2Lip checkpoint (wav2lip.pth / wav2lip_gan.pth); "
-                   "without one the procedural mouth is used")
+    p.add_argument("--lipsync", choices=["auto", "wav2lip", "musetalk", "procedural"],
+                   help="lip-sync model (default auto: Wav2Lip with --checkpoint, MuseTalk with --musetalk-models, "
+                   "else the weight-free procedural mouth)")
+    p.add_argument("--checkpoint", metavar="PATH", help="Wav2Lip checkpoint (wav2lip.pth / wav2lip_gan.pth)")
+    p.add_argument("--musetalk-models", metavar="DIR", help="MuseTalk 1.5 models: the folder its download script "
+                   "fills (musetalkV15/, sd-vae/, whisper/, face-parse-bisent/)")
     p.add_argument("--box", nargs=4, type=int, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
                    help="face box in pixels; skips face detection")
     p.add_argument("--fps", type=int, help="video frame rate (default 25)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the models and frames live (default auto)")
     p.add_argument("--batch-size", type=int, help="frames per lip-sync batch (default 16)")
     p.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="Wav2Lip precision (default auto: bf16 on CUDA and on CPUs with native bf16)")
+                   help="the learned model's precision (default auto: bf16 on CUDA and on CPUs with native bf16)")
     p.add_argument("--voice", help="eSpeak voice: a language (en-us, de, cmn…), a name, or auto to choose by "
                    "the text's script (default en-us; `lipstream voices` lists them)")
     p.add_argument("--tts", choices=["auto", "coqui", "espeak"],
@@ -31,7 +35,8 @@ def add_settings_args(p: argparse.ArgumentParser) -> None:
 
 def settings(args) -> dict:
     """The settings flags (None where not given: the config file or the default decides)."""
-    return dict(avatar=args.avatar, checkpoint=args.checkpoint, box=tuple(args.box) if args.box else None,
+    return dict(avatar=args.avatar, lipsync=args.lipsync, checkpoint=args.checkpoint,
+                musetalk_models=args.musetalk_models, box=tuple(args.box) if args.box else None,
                 fps=args.fps, device=args.device, batch_size=args.batch_size, precision=args.precision,
                 voice=args.voice, tts=args.tts, tts_model=args.tts_model, tts_config=args.tts_config,
                 tts_speaker=args.tts_speaker, tts_language=args.tts_language, cache=False if args.no_cache else None)

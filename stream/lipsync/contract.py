@@ -2,8 +2,8 @@
 renders and live sessions work with any model and assume none.
 
 A model says
-- which audio features a frame needs (`features(fps)`: a stream that turns one utterance's 16 kHz
-  audio into per-frame feature tensors of `feature_shape`, as the audio arrives);
+- which audio features a frame needs (`features(fps, live)`: a stream that turns one utterance's
+  16 kHz audio into per-frame feature tensors of `feature_shape`, as the audio arrives);
 - how it prepares an avatar, once (`prepare(avatar)` → `Face`: the per-frame inputs it paints from,
   the box each generated face is pasted into, and the blend masks on the face's own grid);
 - how it paints (`gather(face, idx)` picks the inputs of some avatar frames, `__call__(features,
@@ -61,8 +61,9 @@ class LipSyncModel(ABC):
     feature_shape: tuple[int, ...]  # one frame's features
 
     @abstractmethod
-    def features(self, fps: int) -> FeatureStream:
-        """A new stream for one utterance at `fps`."""
+    def features(self, fps: int, live: bool = False) -> FeatureStream:
+        """A new stream for one utterance at `fps`. `live`: a session's, whose frames are due as the
+        audio arrives (a model whose features look far ahead may then serve an approximation early)."""
 
     @abstractmethod
     def prepare(self, avatar) -> Face:

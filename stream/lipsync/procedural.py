@@ -40,8 +40,8 @@ class ProceduralLipSync(LipSyncModel):
     def identity(self) -> tuple:
         return (self.name, str(self.device), self.fps)  # its window weights depend on fps
 
-    def features(self, fps: int) -> MelWindows:
-        return MelWindows(fps, self.device)
+    def features(self, fps: int, live: bool = False) -> MelWindows:
+        return MelWindows(fps, self.device)  # the same live or not: a window needs 0.2 s of audio
 
     def prepare(self, avatar) -> Face:
         return prepare_face96(avatar, self.device)

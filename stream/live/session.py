@@ -202,7 +202,7 @@ class Session(TextIntake, OutputQueue):
             if seg.cancelled:
                 return False
             if seg.speech is None:
-                seg.speech = SpeechClock(rate, self.fps, self.device, self.worker.model.features(self.fps))
+                seg.speech = SpeechClock(rate, self.fps, self.device, self.worker.model.features(self.fps, live=True))
             elif rate != seg.speech.sample_rate:
                 raise LipstreamError(f"sample rate changed within an utterance ({seg.speech.sample_rate} → {rate}); "
                                      "call end_segment() first")

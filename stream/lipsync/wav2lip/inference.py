@@ -11,12 +11,11 @@ import copy
 import torch
 from torch import nn
 
-from ... import config
+from ..precision import resolve_precision
 from .lower_face import LowerFaceWav2Lip
 from .net import Conv, Wav2Lip, check_inputs
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-PRECISIONS = {name: getattr(torch, name) for name in config.PRECISIONS}
 
 
 def fold_batchnorm(model: Wav2Lip) -> Wav2Lip:
@@ -35,25 +34,6 @@ def fold_batchnorm(model: Wav2Lip) -> Wav2Lip:
             conv.bias = nn.Parameter(((bias - bn.running_mean.double()) * scale + bn.bias.double()).float())
         block.conv_block[1] = nn.Identity()
     return model
-
-
-def cpu_has_bf16() -> bool:
-    """Native bf16 arithmetic (AVX512-BF16 or AMX); oneDNN would emulate it, slower than float32, elsewhere."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:
-        return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """auto: bf16 on CUDA and on CPUs with native bf16, float32 elsewhere."""
-    if precision == "auto":
-        if device.type == "cuda" or cpu_has_bf16():
-            return torch.bfloat16
-        return torch.float32
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be auto, {', '.join(PRECISIONS)}; not {precision!r}")
-    return PRECISIONS[precision]
 
 
 def bucket_for(n: int) -> int:

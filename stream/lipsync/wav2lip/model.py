@@ -33,8 +33,8 @@ class Wav2LipModel(LipSyncModel):
     def identity(self) -> tuple:
         return (self.name, os.path.realpath(self.checkpoint), str(self.device), self.precision)
 
-    def features(self, fps: int) -> MelWindows:
-        return MelWindows(fps, self.device)
+    def features(self, fps: int, live: bool = False) -> MelWindows:
+        return MelWindows(fps, self.device)  # the same live or not: a window needs 0.2 s of audio
 
     def prepare(self, avatar) -> Face:
         return prepare_face96(avatar, self.device)
