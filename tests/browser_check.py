@@ -1,5 +1,6 @@
 """Run inside a loopback-only network namespace (see test_page.py): serve, open the page in headless
-Chromium, type a sentence, press Speak, and print what the page itself counted, as JSON."""
+Chromium, type a sentence, press Speak, and print what the page itself counted, as JSON. Then pages
+of two other origins (one of them allowed) and a DNS-rebinding name try to drive the server."""
 import asyncio
 import json
 import os
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 import aiohttp
 from aiohttp import web
@@ -19,6 +21,24 @@ from stream.serve.app import Server  # noqa: E402
 from stream.serve.ice import offer_loopback  # noqa: E402
 
 CDP_PORT = 9222
+REBOUND = "rebound.example"  # a name the browser resolves to 127.0.0.1, as a DNS-rebinding page's does
+
+# A page of another origin: a form-like (simple, no-cors) request and a script's JSON request, each
+# trying to make the avatar speak in the session `?session=` names on the server `?target=`.
+OTHER_PAGE = """<!doctype html><script>
+const q = new URLSearchParams(location.search), url = `${q.get("target")}sessions/${q.get("session")}/say`;
+window.result = {done: false};
+(async () => {
+  await fetch(url, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"},
+                    body: JSON.stringify({text: "Said by a form on " + location.origin})});
+  try {
+    const r = await fetch(url, {method: "POST", headers: {"Content-Type": "application/json"},
+                                body: JSON.stringify({text: "Said by a script on " + location.origin})});
+    result.script = r.status;
+  } catch (e) { result.script = "refused"; }
+  result.done = true;
+})();
+</script>"""
 
 
 class Page:
@@ -42,20 +62,30 @@ class Page:
         return result.get("result", {}).get("value")
 
 
-async def main(chromium: str, video: str) -> dict:
-    offer_loopback(only=True)
-    server = Server(make_config(box=(67, 170, 177, 270)), video=video)
-    runner = web.AppRunner(server.app())
+async def _site(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
+    return runner, site._server.sockets[0].getsockname()[1]
+
+
+async def main(chromium: str, video: str) -> dict:
+    offer_loopback(only=True)
+    others = web.Application()
+    others.add_routes([web.get("/", lambda request: web.Response(text=OTHER_PAGE, content_type="text/html"))])
+    allowed_runner, allowed = await _site(others)
+    evil_runner, evil = await _site(others)
+    server = Server(make_config(box=(67, 170, 177, 270)), video=video, allow_origins=[f"http://127.0.0.1:{allowed}"])
+    runner, port = await _site(server.app())
+    url = f"http://127.0.0.1:{port}/"
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = subprocess.Popen([
             chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
             "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
+            f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1",
             f"--remote-debugging-port={CDP_PORT}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "TMPDIR": profile})  # its singleton socket folder goes with the profile
@@ -94,11 +124,47 @@ async def main(chromium: str, video: str) -> dict:
                             break
                     await asyncio.sleep(0.5)
                     state = json.loads(await page.eval("JSON.stringify(window.lipstream)"))
-                    return {"stage": "done", "idle": idle, **state}
+                    others = await _other_pages(http, server, state["session"], url, {"allowed": allowed, "evil": evil})
+                    rebound = await _open(http, f"http://{REBOUND}:{port}/healthz", "document.body.innerText")
+                    return {"stage": "done", "idle": idle, **state, "others": others, "rebound": rebound,
+                            "rebound_port": port}
         finally:
             os.killpg(browser.pid, signal.SIGTERM)  # the browser and its helper processes
             browser.wait(timeout=10)
-            await runner.cleanup()
+            for r in (runner, allowed_runner, evil_runner):
+                await r.cleanup()
+
+
+async def _other_pages(http, server: Server, session: str, target: str, ports: dict) -> dict:
+    """For each other origin: what its script saw, and the texts that reached the session's `say`."""
+    said, found = [], {}
+    spoken = server.viewers[session].session
+    say = spoken.say
+    spoken.say = lambda text, *a, **kw: said.append(text) or say(text, *a, **kw)
+    for name, port in ports.items():
+        before = len(said)
+        page_url = f"http://127.0.0.1:{port}/?session={session}&target={target}"
+        script = await _open(http, page_url, "window.result.done && JSON.stringify(window.result)")
+        found[name] = {**json.loads(script or "{}"), "said": said[before:]}
+    return found
+
+
+async def _open(http, url: str, expression: str):
+    """`expression`'s first truthy value in a new tab at `url` (None after 10 s); the tab is closed."""
+    async with http.put(f"http://127.0.0.1:{CDP_PORT}/json/new?{urllib.parse.quote(url, safe='')}") as r:
+        target = await r.json()
+    try:
+        async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            page = Page(ws)
+            for _ in range(100):
+                value = await page.eval(expression)
+                if value:
+                    return value
+                await asyncio.sleep(0.1)
+    finally:
+        async with http.get(f"http://127.0.0.1:{CDP_PORT}/json/close/{target['id']}"):
+            pass
+    return None
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The served page in a real browser: Debian's headless Chromium, in a network namespace that has
-only loopback, connects over WebRTC, presses Speak, and counts the frames and audio it decoded."""
+only loopback, connects over WebRTC, presses Speak, and counts the frames and audio it decoded; pages
+of other origins, and one that reaches the server under another name, cannot drive it."""
 import json
 import os
 import shutil
@@ -39,3 +40,12 @@ def test_the_page_connects_speaks_and_decodes_in_chromium(video="lipstream"):
     assert state["framesDecoded"] - idle["framesDecoded"] > 25  # at least a second more of decoded video
     assert state["audioEnergy"] > 0  # the speech was heard
     assert names[:2] == ["speaking", "segment_end"] and state["latencyMs"] is not None
+    # Another origin's form post and script are refused and nothing is said; an allowed origin's script
+    # gets through its preflight and CORS; a page reaching the server under another name gets a 403.
+    others = state["others"]
+    assert others["evil"] == {"done": True, "script": "refused", "said": []}, others
+    assert others["allowed"]["script"] == 202 and len(others["allowed"]["said"]) == 1, others
+    assert others["allowed"]["said"][0].startswith("Said by a script on http://127.0.0.1:")
+    assert json.loads(state["rebound"]) == {"error": "Host rebound.example:%s is refused: a server on a loopback "
+                                                     "address answers only to a loopback name or address"
+                                            % state["rebound_port"]}, state["rebound"]

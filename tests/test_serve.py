@@ -136,6 +136,7 @@ def test_bad_requests_get_their_status_and_a_json_error():
     async def main():
         async with serving(token="s3cret", max_sessions=1) as (server, base):
             auth = {"Authorization": "Bearer s3cret"}
+            as_json = {**auth, "Content-Type": "application/json"}
             async with aiohttp.ClientSession() as http:
                 async def call(method, path, status, headers=auth, **kw):
                     async with http.request(method, base + path, headers=headers, **kw) as r:
@@ -146,16 +147,18 @@ def test_bad_requests_get_their_status_and_a_json_error():
                 assert (await call("GET", "/healthz", 200, headers={}))["status"] == "ok"
                 await call("GET", "/", 401, headers={})
                 await call("POST", "/offer", 401, headers={"Authorization": "Bearer wrong"}, json={})
-                await call("POST", "/offer", 400, data=b"{not json")
+                await call("POST", "/offer", 400, headers=as_json, data=b"{not json")
                 await call("POST", "/offer", 400, json=["a list"])
                 await call("POST", "/offer", 400, json={"sdp": "v=0", "type": "answer"})
                 bad = await call("POST", "/offer", 400, json={"sdp": "v=0\r\nm=video 9\r\nm=audio 9\r\n", "type": "offer"})
                 assert bad["error"].startswith("cannot use this offer")
-                await call("POST", "/offer", 413, data=b"x" * (300 * 1024))
+                await call("POST", "/offer", 413, headers=as_json, data=b"x" * (300 * 1024))
                 for method, path in (("POST", "/sessions/nope/say"), ("POST", "/sessions/nope/interrupt"),
-                                     ("DELETE", "/sessions/nope"), ("GET", "/sessions/nope/events"),
-                                     ("POST", "/sessions/nope/audio?rate=16000")):
+                                     ("DELETE", "/sessions/nope"), ("GET", "/sessions/nope/events")):
                     assert (await call(method, path, 404, json={}))["error"] == "no such session"
+                pcm = {**auth, "Content-Type": "application/octet-stream"}
+                assert (await call("POST", "/sessions/nope/audio?rate=16000", 404, headers=pcm, data=b"\0\0"))["error"] \
+                    == "no such session"
                 c = PeerClient(base, token="s3cret")
                 await c.connect()
                 sid = c.session
@@ -163,7 +166,7 @@ def test_bad_requests_get_their_status_and_a_json_error():
                 await call("POST", f"/sessions/{sid}/say", 413, json={"text": "a" * (MAX_TEXT + 1)})
                 await call("POST", f"/sessions/{sid}/say", 400, json={"text": "   "})
                 await call("POST", f"/sessions/{sid}/say", 400, json={"words": "hi"})
-                await call("POST", f"/sessions/{sid}/audio", 400, data=b"\x00\x01" * 100)  # raw PCM without a rate
+                await call("POST", f"/sessions/{sid}/audio", 400, headers=pcm, data=b"\x00\x01" * 100)  # PCM, no rate
                 other = PeerClient(base, token="s3cret")
                 with pytest.raises(RuntimeError, match=r"/offer: 503 .*session limit reached"):
                     await other.connect()
@@ -227,7 +230,7 @@ def test_video_goes_on_with_an_idr_after_an_interrupt_drops_packets():
         encoder.encode = encode
         before = len(sent)
         async with aiohttp.ClientSession() as http:
-            assert (await http.post(f"{base}/sessions/{viewer.id}/interrupt")).status == 200
+            assert (await http.post(f"{base}/sessions/{viewer.id}/interrupt", json={})).status == 200
         return before
 
     sent, before = _keyframes_around(interrupt)

@@ -10,6 +10,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("--token", help="require Authorization: Bearer TOKEN (default: $LIPSTREAM_TOKEN, if set)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web page's origin that may use the API, e.g. https://app.example.com (repeatable; "
+                        "default: only the server's own page)")
     p.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="STUN/TURN server for WebRTC (repeatable; default none)")
     p.add_argument("--video", choices=["lipstream", "aiortc"], default="lipstream",
@@ -33,9 +36,10 @@ def run(args) -> int:
 
     cfg = make_config(args.config, max_sessions=args.max_sessions, lead=args.lead, **settings(args))
     token = args.token or os.environ.get("LIPSTREAM_TOKEN") or None
+    server = Server(cfg, token=token, ice_servers=args.ice_server, video=args.video, host=args.host,
+                    allow_origins=args.allow_origin)
     if args.ice_loopback_only or args.host in ("127.0.0.1", "localhost", "::1"):
         offer_loopback(only=args.ice_loopback_only)  # a browser on this machine reaches a loopback server over loopback
-    server = Server(cfg, token=token, ice_servers=args.ice_server, video=args.video)
     shown = f"http://{args.host}:{args.port}/" + ("?token=…" if token else "")
     app = server.app()
     if args.push:

@@ -21,6 +21,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--control", metavar="HOST:PORT", help="serve's say / audio / interrupt / events endpoints for "
                    "this broadcast (session id `broadcast`), e.g. 127.0.0.1:8081")
     p.add_argument("--token", help="--control needs Authorization: Bearer TOKEN (default: $LIPSTREAM_TOKEN, if set)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="--control: a web page's origin that may use it, e.g. https://app.example.com (repeatable)")
     p.add_argument("--keep-alive", action="store_true", help="stay on air (idle) after the input is spoken")
     p.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="WHIP: STUN/TURN server (repeatable; default none)")
@@ -81,7 +83,8 @@ async def _main(args, cfg, kind, control, text, samples, stopped) -> int:
     from ..push.broadcast import BROADCAST_ID, Broadcast
     from ..serve.app import Server
 
-    server = Server(cfg, token=args.token or os.environ.get("LIPSTREAM_TOKEN") or None, ice_servers=args.ice_server)
+    server = Server(cfg, token=args.token or os.environ.get("LIPSTREAM_TOKEN") or None, ice_servers=args.ice_server,
+                    host=control[0] if control else "127.0.0.1", allow_origins=args.allow_origin)
     token = args.push_token or os.environ.get("LIPSTREAM_PUSH_TOKEN") or None
     keep = args.keep_alive or (text is None and samples is None and args.text_file is None)
     b = Broadcast(server, args.push, token, args.ice_server, args.profile, keep_alive=keep)

@@ -4,6 +4,7 @@
     POST /offer                   {"sdp", "type": "offer"} → {"sdp", "type", "session"}: a new idle session
     POST /sessions/{id}/say       {"text"} → 202 {"segment"}
     POST /sessions/{id}/audio     int16 PCM (?rate=) or a 16-bit WAV, spoken as it arrives → 202 {"segment"}
+                                  (Content-Type application/octet-stream or audio/wav; the others' application/json)
     POST /sessions/{id}/interrupt → 200
     DELETE /sessions/{id}         → 200
     GET  /sessions/{id}/events    server-sent events: speaking, segment_end, error
@@ -11,6 +12,7 @@
 
 With a token every endpoint but /healthz needs `Authorization: Bearer TOKEN` (or `?token=`, for the
 page and EventSource, which cannot send headers). Errors are JSON `{"error": …}` with their status.
+Other web pages cannot drive it (Host, Origin and Content-Type rules: guard.py).
 """
 from __future__ import annotations
 
@@ -22,13 +24,14 @@ import secrets
 import time
 from importlib import resources
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from ..errors import LipstreamError, one_line
 from ..graphs import runtime
 from ..graphs.runtime import SessionLimitError
 from ..live.session import Frame, Session
+from .guard import Guard
 from .media import SessionMedia
 from .metrics import CONTENT_TYPE, Metrics
 from .wav import PcmStream
@@ -38,6 +41,8 @@ MAX_JSON = 256 * 1024  # bytes of an offer or a say request
 MAX_TEXT = 5000  # characters one say may speak
 MAX_AUDIO = 64 * 1024 * 1024  # bytes of one audio body (about 35 min of 16 kHz int16)
 CONNECT_TIMEOUT = 30.0  # seconds for a new peer to connect before its session is freed
+SILENT_TIMEOUT = 15.0  # seconds without RTCP from a connected viewer before its session is freed: its receivers
+# report every second or so, and ICE's own consent check (aioice) takes 30 to 45 s to notice a vanished peer
 
 
 class Viewer:
@@ -48,6 +53,7 @@ class Viewer:
         self.subscribers: list[asyncio.Queue] = []
         self.said: dict[int, float] = {}  # segment → when its say arrived
         self.interrupted_at: float | None = None
+        self.heard = time.monotonic()  # the viewer's last RTCP packet
         self.closed = False
 
     def emit(self, name: str, data: dict) -> None:
@@ -56,15 +62,18 @@ class Viewer:
 
 
 class Server:
-    def __init__(self, config, token: str | None = None, ice_servers: list[str] = (), video: str = "lipstream"):
+    def __init__(self, config, token: str | None = None, ice_servers: list[str] = (), video: str = "lipstream",
+                 host: str = "127.0.0.1", allow_origins=()):
+        """`host`: the address it is bound to; `allow_origins`: other pages' origins that may drive it."""
         self.config, self.token, self.ice_servers, self.video = config, token, list(ice_servers), video
+        self.guard = Guard(host, allow_origins)
         self.viewers: dict[str, Viewer] = {}
         self.metrics = Metrics(runtime.workers)
 
     def control_app(self) -> web.Application:
         """The API without the page and offers (health, metrics, say, audio, interrupt, delete, events),
         with the token, limits and JSON errors: `lipstream stream --control` serves this alone."""
-        app = web.Application(middlewares=[self._errors, self._auth], client_max_size=MAX_JSON)
+        app = web.Application(middlewares=[self.guard.middleware, self._errors, self._auth], client_max_size=MAX_JSON)
         app.add_routes([
             web.get("/healthz", self.healthz),
             web.get("/metrics", self.metrics_text),
@@ -178,7 +187,7 @@ class Server:
                                     on_frame=lambda f, late: self._on_frame(viewer, f, late),
                                     preset=self.config.preset)
         try:
-            self.attach(pc, viewer.media)  # first: the codec preferences apply when the offer is read
+            self.attach(pc, viewer.media, viewer)  # first: the codec preferences apply when the offer is read
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as e:  # noqa: BLE001 - aiortc's many ways of refusing an SDP all mean a bad offer
@@ -195,15 +204,18 @@ class Server:
 
         self.viewers[sid] = viewer
         self.metrics.sessions.set(len(self.viewers))
-        asyncio.ensure_future(self._connect_or_close(viewer))
+        asyncio.ensure_future(self._watch(viewer))
         log.info("session %s: offer answered (%s video)", sid, self.video)
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "session": sid})
 
     @staticmethod
-    def attach(pc: RTCPeerConnection, media: SessionMedia) -> None:
-        """Adds the media's tracks to `pc` (H.264 only with lipstream's encoder, whose IDRs answer keyframe requests)."""
+    def attach(pc: RTCPeerConnection, media: SessionMedia, viewer: Viewer | None = None) -> None:
+        """Adds the media's tracks to `pc` (H.264 only with lipstream's encoder, whose IDRs answer keyframe
+        requests); the viewer's RTCP, when given, marks it alive."""
         for kind, track in (("audio", media.audio), ("video", media.video)):
             sender = pc.addTrack(track)
+            if viewer is not None:
+                _hear_rtcp(sender, viewer)
             if kind == "video" and media.mode == "lipstream":
                 transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
                 h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/H264", "video/rtx")]
@@ -218,11 +230,21 @@ class Server:
 
                 sender._send_keyframe = on_keyframe_request
 
-    async def _connect_or_close(self, viewer: Viewer) -> None:
-        await asyncio.sleep(CONNECT_TIMEOUT)
-        if viewer.pc.connectionState != "connected" and not viewer.closed:
-            log.info("session %s: no connection after %.0f s", viewer.id, CONNECT_TIMEOUT)
-            await self.close(viewer)
+    async def _watch(self, viewer: Viewer) -> None:
+        """Frees the session of a peer that does not connect in time, or that falls silent once connected
+        (gone without closing: its socket dropped, no RTCP)."""
+        connected, deadline = False, time.monotonic() + CONNECT_TIMEOUT
+        while not viewer.closed:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            if not connected and viewer.pc.connectionState == "connected":
+                connected, viewer.heard = True, max(viewer.heard, now)
+            if not connected and now > deadline:
+                log.info("session %s: no connection after %.0f s", viewer.id, CONNECT_TIMEOUT)
+                await self.close(viewer)
+            elif connected and now - viewer.heard > SILENT_TIMEOUT:
+                log.info("session %s: no word from the viewer for %.0f s; freed", viewer.id, now - viewer.heard)
+                await self.close(viewer)
 
     def _on_frame(self, viewer: Viewer, frame: Frame, late: float) -> None:
         self.metrics.frames.inc()
@@ -257,19 +279,24 @@ class Server:
             raise web.HTTPBadRequest(text=f"rate must be a whole number, not {rate!r}") from None
         loop, size, segment = asyncio.get_running_loop(), 0, None
         asked = time.perf_counter()
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > MAX_AUDIO:
+        try:
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > MAX_AUDIO:
+                    raise web.HTTPRequestEntityTooLarge(max_size=MAX_AUDIO, actual_size=size,
+                                                        text=f"audio body over {MAX_AUDIO} bytes")
+                samples = stream.feed(chunk)
+                if len(samples):
+                    segment = await loop.run_in_executor(None, viewer.session.push_audio, samples, stream.rate)
+                    viewer.said.setdefault(segment, asked)
+        except (ClientPayloadError, ConnectionError) as e:  # the client went away mid-body: no one reads an answer
+            log.info("session %s: audio upload cut after %d bytes (%s); what arrived is spoken", viewer.id, size,
+                     one_line(e))
+        finally:
+            if segment is not None:  # the utterance ends with what arrived, however the body ended
                 viewer.session.end_segment()
-                raise web.HTTPRequestEntityTooLarge(max_size=MAX_AUDIO, actual_size=size,
-                                                    text=f"audio body over {MAX_AUDIO} bytes")
-            samples = stream.feed(chunk)
-            if len(samples):
-                segment = await loop.run_in_executor(None, viewer.session.push_audio, samples, stream.rate)
-                viewer.said.setdefault(segment, asked)
         if segment is None:
             raise web.HTTPBadRequest(text="the body holds no audio samples")
-        viewer.session.end_segment()
         return web.json_response({"segment": segment}, status=202)
 
     async def interrupt(self, request):
@@ -303,3 +330,14 @@ class Server:
         finally:
             viewer.subscribers.remove(queue)
         return response
+
+
+def _hear_rtcp(sender: RTCRtpSender, viewer: Viewer) -> None:
+    """Every RTCP packet from the viewer (receiver reports, NACKs, PLIs) marks it alive."""
+    handle = sender._handle_rtcp_packet
+
+    async def on_rtcp(packet):
+        viewer.heard = time.monotonic()
+        await handle(packet)
+
+    sender._handle_rtcp_packet = on_rtcp
