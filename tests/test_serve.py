@@ -6,10 +6,12 @@ import json
 import threading
 import time
 import wave
+from collections import deque
 
 import aiohttp
 import numpy as np
 import pytest
+import torch
 from aiohttp import web
 
 from stream.config import make_config
@@ -257,3 +259,177 @@ def test_connect_speak_disconnect_cycles_leave_nothing_behind():
 
     before, after = asyncio.run(main())
     assert after <= before + 2  # the default executor may have grown a thread or two
+
+
+def test_a_tts_failure_is_an_error_event_and_the_session_speaks_the_next_say():
+    async def main():
+        async with serving() as (server, base):
+            c = PeerClient(base, mouth=MOUTH)
+            await c.connect()
+            events = []
+            listener = asyncio.ensure_future(events_of(base, c.session, events))
+            await until(lambda: len(c.video) > 5)
+            engine = server.viewers[c.session].session._tts
+            speak, failed = engine.speak, []
+
+            def breaking(piece, on_audio):
+                if failed:
+                    return speak(piece, on_audio)
+                made = []
+                speak(piece, lambda pcm: made.append(pcm) or True)
+                for pcm in made[: len(made) // 2]:
+                    on_audio(pcm)
+                failed.append(time.time())
+                raise RuntimeError("the voice engine crashed\nits traceback")
+
+            engine.speak = breaking
+            first = await c.say(LONG)
+            await until(lambda: any(n == "segment_end" for _, n, _ in events), 20)
+            frames_at_failure = len(c.video)
+            second = await c.say("Hello again.")
+            await until(lambda: sum(n == "segment_end" for _, n, _ in events) == 2, 20)
+            listener.cancel()
+            await c.close()
+            return events, first, second, failed[0], len(c.video) - frames_at_failure
+
+    events, first, second, failed, later = asyncio.run(main())
+    names = [(n, d) for _, n, d in events]
+    error = [(t, d) for t, n, d in events if n == "error"]
+    assert [d for _, d in error] == [{"error": "speech synthesis failed: the voice engine crashed", "segment": first}]
+    ends = [d for n, d in names if n == "segment_end"]
+    assert [(e["segment"], e["interrupted"]) for e in ends] == [(first, True), (second, False)]
+    assert names.index(("error", error[0][1])) < names.index(("segment_end", ends[0]))  # the reason, then the end
+    assert ("speaking", {"segment": second}) in names and later > 10
+    print(f"recovery: TTS failure → error event at the client {1000 * (error[0][0] - failed):.0f} ms "
+          "(the frames it made play out first)")
+
+
+def test_a_failed_lipsync_batch_is_one_error_event_and_the_video_goes_on():
+    async def main():
+        async with serving() as (server, base):
+            c = PeerClient(base)
+            await c.connect()
+            events = []
+            listener = asyncio.ensure_future(events_of(base, c.session, events))
+            await until(lambda: len(c.video) > 5)
+            worker = server.viewers[c.session].session.worker
+            backend, armed = worker.backend, []
+
+            def failing(mel, faces):
+                if not armed:
+                    armed.append(time.time())
+                    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+                return backend(mel, faces)
+
+            worker.backend = failing
+            try:
+                segment = await c.say(LONG)
+                t0 = time.time()
+                await asyncio.sleep(2.0)
+                t1 = time.time()
+            finally:
+                worker.backend = backend
+            listener.cancel()
+            await c.close()
+            return events, segment, [a for a, _, _ in c.video if t0 <= a < t1], t1 - t0
+
+    events, segment, frames, seconds = asyncio.run(main())
+    assert [d for _, n, d in events if n == "error"] == [
+        {"error": "CUDA out of memory. Tried to allocate 2.00 GiB", "segment": segment}]
+    assert ("speaking", {"segment": segment}) in [(n, d) for _, n, d in events]
+    assert len(frames) >= 0.95 * seconds * 25  # the pump never stopped
+
+
+VANISHING_VIEWER = r"""
+import asyncio, sys
+from stream.serve.client import PeerClient
+from stream.serve.ice import offer_loopback
+offer_loopback(only=True)
+async def main():
+    c = PeerClient(sys.argv[1])
+    await c.connect()
+    while len(c.video) < 10:
+        await asyncio.sleep(0.05)
+    print(c.session, flush=True)
+    await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+
+
+def test_a_viewer_that_vanishes_without_closing_is_freed_within_30_s(caplog):
+    """The viewer's process is stopped (SIGSTOP): its sockets stay open, nothing more comes from it —
+    no RTCP, no STUN, no DTLS close — as when a laptop sleeps or its network drops."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    async def main():
+        async with serving() as (server, base):
+            proc = subprocess.Popen([sys.executable, "-c", VANISHING_VIEWER, base], stdout=subprocess.PIPE, text=True,
+                                    env={**os.environ, "PYTHONPATH": os.getcwd()})
+            try:
+                loop = asyncio.get_running_loop()
+                sid = (await asyncio.wait_for(loop.run_in_executor(None, proc.stdout.readline), 60)).strip()
+                assert sid in server.viewers
+                os.kill(proc.pid, signal.SIGSTOP)
+                gone = time.monotonic()
+                await until(lambda: sid not in server.viewers, 40)
+                freed = time.monotonic() - gone
+                await until(lambda: runtime.open_sessions() == 0)
+            finally:
+                proc.kill()
+                proc.wait()
+            return sid, freed
+
+    with caplog.at_level("INFO", logger="lipstream"):
+        sid, freed = asyncio.run(main())
+    assert freed < 30, f"freed after {freed:.1f} s"
+    assert f"session {sid}: no word from the viewer for 15 s; freed" in [r.getMessage() for r in caplog.records]
+    print(f"recovery: vanished viewer freed after {freed:.1f} s")
+
+
+def test_an_audio_upload_cut_mid_body_speaks_what_arrived_then_idles(speech_22k, caplog):
+    import socket
+
+    pcm = (speech_22k[:22050] * 32767).astype("<i2").tobytes()  # 1 s at 22.05 kHz
+    sent = pcm[: len(pcm) // 2 + 1]  # half of it, an odd byte over: half a sample
+
+    async def main():
+        async with serving() as (server, base):
+            c = PeerClient(base)
+            await c.connect()
+            events = []
+            listener = asyncio.ensure_future(events_of(base, c.session, events))
+            await until(lambda: len(c.video) > 5)
+            port = int(base.rsplit(":", 1)[1])
+
+            def upload():
+                with socket.create_connection(("127.0.0.1", port)) as s:
+                    s.sendall((f"POST /sessions/{c.session}/audio?rate=22050 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                               f"Content-Type: application/octet-stream\r\nContent-Length: {len(pcm)}\r\n\r\n").encode())
+                    s.sendall(sent)
+                    time.sleep(0.3)
+                # closed mid-body: the rest never comes
+
+            await asyncio.get_running_loop().run_in_executor(None, upload)
+            cut = time.time()
+            await until(lambda: any(n == "segment_end" for _, n, _ in events), 10)
+            ended = next(t for t, n, _ in events if n == "segment_end")
+            await asyncio.sleep(0.5)
+            session = server.viewers[c.session].session
+            idle = [session._segments, session._open, session._audio_seg]
+            listener.cancel()
+            await c.close()
+            return events, idle, ended - cut
+
+    with caplog.at_level("INFO", logger="lipstream"):
+        events, idle, took = asyncio.run(main())
+    ends = [d for _, n, d in events if n == "segment_end"]
+    assert len(ends) == 1 and not ends[0]["interrupted"]
+    assert ends[0]["playback_position"] == pytest.approx(len(sent) // 2 / 22050, abs=0.001)  # all that arrived
+    assert idle == [deque(), [], None]  # nothing left open: idle
+    cut = [r.getMessage() for r in caplog.records if "audio upload cut" in r.getMessage()]
+    assert len(cut) == 1 and cut[0].endswith(f"audio upload cut after {len(sent)} bytes (Connection lost); what arrived is spoken"), cut
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # no traceback
+    print(f"recovery: cut audio upload → its segment_end {1000 * took:.0f} ms after the cut")

@@ -363,3 +363,123 @@ def test_a_video_avatar_loops_on_through_speech_and_idle(tmp_path, speech_22k, m
     loop = [0, 1, 2, 3, 4, 5, 4, 3, 2, 1]
     shown = [int(round(f.image[8:24, 8:24].float().mean().item() / 40)) for f in frames]
     assert shown == [loop[f.index % len(loop)] for f in frames]
+
+
+def test_a_tts_failure_mid_utterance_ends_it_interrupted_and_the_next_say_speaks():
+    """The engine breaks in the middle of the second sentence: what it made plays, the utterance ends
+    interrupted with the reason, nothing more of it is synthesised, and the session speaks on."""
+    with Session(box=BOX) as s:
+        speak, pieces, failed = s._tts.speak, [], []
+
+        def breaking(piece, on_audio):
+            pieces.append(piece)
+            if len(pieces) != 2:
+                return speak(piece, on_audio)
+            made = []
+            speak(piece, lambda pcm: made.append(pcm) or True)
+            for pcm in made[: len(made) // 2]:  # half of it arrives, then the engine raises
+                on_audio(pcm)
+            failed.append(time.perf_counter())
+            raise RuntimeError("the voice engine crashed\n  (its traceback, a second line)")
+
+        s._tts.speak = breaking
+        first = s.say("The first sentence is spoken whole. The second one breaks off halfway through its words. "
+                      "The third is never synthesised.")
+        items = drain(s, ends(1))
+        ended = time.perf_counter()
+        end = items[-1]
+        assert end == SegmentEnd(first, end.playback_position, True,
+                                 "speech synthesis failed: the voice engine crashed")
+        assert len(pieces) == 2, pieces  # the utterance ended where the engine failed
+        spoken = speaking(items)
+        assert len(spoken) * SPF / 48000 == pytest.approx(end.playback_position, abs=1 / FPS)
+        assert end.playback_position > 1.0 and all(f.segment == first and f.error is None for f in spoken)
+        idle = [s.get() for _ in range(20)]
+        assert all(isinstance(f, Frame) and not f.speaking and not f.audio.any() for f in idle)
+        said = time.perf_counter()
+        again = s.say("Hello again.")
+        items = [s.get()]
+        while not (isinstance(items[-1], Frame) and items[-1].speaking):
+            items.append(s.get())
+        first_frame = time.perf_counter()
+        items += drain(s, ends(1))
+        assert items[-1] == SegmentEnd(again, items[-1].playback_position, False) and items[-1].error is None
+        assert len(speaking(items)) > 10 and all(f.segment == again for f in speaking(items))
+    print(f"recovery: TTS failure → SegmentEnd {1000 * (ended - failed[0]):.0f} ms (a fast consumer); "
+          f"next say → its first speaking frame {1000 * (first_frame - said):.0f} ms")
+
+
+def test_a_failed_lipsync_batch_idles_its_frames_once_and_both_sessions_in_it_speak_on(speech_22k, caplog):
+    """Two sessions consumed in real time share a batch that raises (out of memory): only that batch's
+    frames show the idle face, with their speech; each session hears of it once, in the first of them;
+    the next tick is lip-synced again, and no later pull raises."""
+    sessions = [Session(box=BOX, max_sessions=2), Session(box=BOX, max_sessions=2)]
+    worker = sessions[0].worker
+    assert sessions[1].worker is worker
+    run, state = worker._run, {"armed": False, "failed": {}, "at": None, "batch": None}
+
+    def run_and_fail_once(jobs):
+        owners = {j.done.func.__self__ for j in jobs}
+        if state["batch"] is None and owners == set(sessions):
+            state["armed"], state["batch"] = True, (sum(j.frames for j in jobs), len(jobs))
+            for j in jobs:
+                state["failed"].setdefault(j.done.func.__self__, []).extend(e.slot for e in j.done.args[0])
+        return run(jobs)
+
+    class Failing:
+        def __init__(self, backend):
+            self.backend = backend
+
+        def __call__(self, mel, faces):
+            if state["armed"]:
+                state["armed"], state["at"] = False, time.perf_counter()
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\n(details)")
+            return self.backend(mel, faces)
+
+        def __getattr__(self, name):
+            return getattr(self.backend, name)
+
+    got = {s: [] for s in sessions}
+
+    def consume(s):
+        start = time.perf_counter()
+        for k in range(150):
+            got[s].append((s.get(), time.perf_counter()))
+            time.sleep(max(0.0, start + (k + 1) / FPS - time.perf_counter()))
+
+    failed_before, original = worker.failed, worker.backend
+    worker._run, worker.backend = run_and_fail_once, Failing(original)
+    try:
+        for s in sessions:
+            s.push_audio(speech_22k, 22050)
+            s.end_segment()
+        threads = [threading.Thread(target=consume, args=(s,)) for s in sessions]
+        with caplog.at_level("WARNING", logger="lipstream"):
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+    finally:
+        worker._run, worker.backend = run, original
+        for s in sessions:
+            s.close()
+    assert worker.failed == failed_before + 1 and set(state["failed"]) == set(sessions)
+    n, jobs = state["batch"]
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("lip-sync batch")] == [
+        f"lip-sync batch of {n} frames ({jobs} jobs) failed: CUDA out of memory. Tried to allocate 2.00 GiB"]
+    for s in sessions:
+        slots = state["failed"][s]
+        frames = {f.index: (f, t) for f, t in got[s] if isinstance(f, Frame)}
+        assert len(frames) >= 149  # and perhaps the SegmentEnd
+        face = next(f for f, _ in frames.values() if not f.speaking).image  # the image avatar's idle face
+        hit = [frames[k][0] for k in slots]
+        assert all(f.speaking and f.audio.any() and torch.equal(f.image, face) for f in hit)  # idle face, speech on
+        assert [f.error for f in hit] == ["CUDA out of memory. Tried to allocate 2.00 GiB"] + [None] * (len(hit) - 1)
+        assert sum(f.error is not None for f, _ in frames.values()) == 1  # once
+        after = [frames[k][0] for k in range(max(slots) + 1, max(slots) + 11)]
+        assert all(f.speaking and f.error is None for f in after)  # the next ticks are the next batches'
+        assert sum(not torch.equal(f.image, face) for f in after) >= 5  # lip-synced again
+        recovered = frames[max(slots) + 1][1] - state["at"]
+        print(f"recovery: failed lip-sync batch → {len(slots)} of session {s.id}'s frames idle "
+              f"({1000 * len(slots) / FPS:.0f} ms of mouth), the next tick lip-synced, pulled "
+              f"{1000 * recovered:.0f} ms after the failure")

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 from ..device import cuda_index
+from ..errors import one_line
 
 log = logging.getLogger("lipstream")
 MARGIN = 0.010  # seconds kept between a batch's expected end and its earliest deadline (compose, hand-over)
@@ -58,6 +59,7 @@ class LipSyncWorker:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.batches = 0
+        self.failed = 0  # batches that raised; their jobs' owners got the error (a session shows those frames idle)
         self.frames = 0
         self.batch_sizes: collections.Counter[int] = collections.Counter()  # frames per model call → calls
         self.busy = 0.0  # seconds the worker thread spent on batches (on CUDA: launching them)
@@ -129,6 +131,7 @@ class LipSyncWorker:
                     self._run(jobs)
                 except Exception as e:  # noqa: BLE001 - the worker must outlive a bad batch
                     log.exception("lip-sync batch failed")
+                    self.failed += 1
                     for job in jobs:
                         self._deliver(job, None, e)
                 jobs = None  # not held while waiting: a closed session must be freed
@@ -173,7 +176,10 @@ class LipSyncWorker:
             groups = [list(g) for _, g in itertools.groupby(jobs, key=lambda j: id(j.face))]
             inputs = torch.cat([self.model.gather(g[0].face, torch.cat([j.idx for j in g])) for g in groups])
             faces = self.model(torch.cat([j.features for j in jobs]).to(self.device), inputs)
-        except Exception as e:  # noqa: BLE001 - handed to every job's owner
+        except Exception as e:  # noqa: BLE001 - handed to every job's owner; the next batch starts afresh
+            self.failed += 1
+            log.warning("lip-sync batch of %d frames (%d jobs) failed: %s", n, len(jobs), one_line(e))
+            e.__traceback__ = None  # its frames hold the batch's tensors (an out-of-memory error needs them freed)
             for job in jobs:
                 self._deliver(job, None, e)
             self.busy += time.perf_counter() - start

@@ -25,6 +25,7 @@ class Frame:
     audio: np.ndarray  # float32 mono at sample_rate; zeros when idle
     sample_rate: int
     segment: int | None = None  # the utterance being spoken, None when idle
+    error: str | None = None  # on the first frame of a failed lip-sync batch: why its frames show the idle face
 
     @property
     def speaking(self) -> bool:
@@ -51,6 +52,7 @@ class SegmentEnd:
     segment: int
     playback_position: float  # seconds of the utterance's audio that were yielded
     interrupted: bool
+    error: str | None = None  # why it ended early when its speech synthesis failed (then interrupted too)
 
 
 def as_float32(pcm) -> np.ndarray:

@@ -18,6 +18,7 @@ import torch
 from kernels import compose
 
 from ..audio.schedule import OUT_RATE, SpeechClock
+from ..errors import one_line
 from ..lipsync.worker import MARGIN, SAFETY, Job
 from .items import Frame, SegmentEnd
 
@@ -30,6 +31,7 @@ class _Segment:
         self.speech: SpeechClock | None = None  # made by the first audio, at its rate
         self.ended = False  # no more audio will come
         self.cancelled = False
+        self.error: str | None = None  # its speech synthesis failed: it ends early, interrupted
         self.queued = 0  # frames taken into the output queue
         self.played = 0  # frames yielded
 
@@ -60,15 +62,13 @@ class _Marker:
 
 class OutputQueue:
     def _next(self, asked: float) -> tuple[Frame | SegmentEnd | None, _Entry | None]:
-        if self._error is not None:
-            raise self._error
         if self._closed:
             return None, None
         self._fill()
         if self._queue and isinstance(self._queue[0], _Marker):
             m = self._queue.popleft()
             self._open.remove(m.segment)
-            return SegmentEnd(m.segment.id, self._position(m.segment), m.interrupted), None
+            return SegmentEnd(m.segment.id, self._position(m.segment), m.interrupted, m.segment.error), None
         if self._queue:
             entry = self._queue[0]
             if entry.ready is not None and entry.frame is None:
@@ -91,9 +91,12 @@ class OutputQueue:
         """Frames of speech made but not yet yielded."""
         return sum((s.speech.total if s.speech is not None else 0) - s.played for s in self._open)
 
-    def _idle(self, slot: int) -> Frame:
+    def _idle(self, slot: int, entry: _Entry | None = None, error: str | None = None) -> Frame:
+        """The idle face of `slot`, with silence, or with `entry`'s speech when its mouth could not be made."""
         image = self.avatar.frames[int(self._loop[slot % len(self._loop)])]
-        return Frame(slot, slot * self.samples_per_frame, image, self._silence, OUT_RATE)
+        if entry is None:
+            return Frame(slot, slot * self.samples_per_frame, image, self._silence, OUT_RATE)
+        return Frame(slot, slot * self.samples_per_frame, image, entry.audio, OUT_RATE, entry.segment.id, error)
 
     def _position(self, seg: _Segment) -> float:
         speech = seg.speech.out_samples if seg.speech is not None else 0
@@ -109,7 +112,7 @@ class OutputQueue:
                 self._queue_speech(seg, min(ready, room))
             elif seg.ended and (seg.speech is None or seg.speech.exhausted):
                 self._segments.popleft()
-                self._queue.append(_Marker(seg, False))
+                self._queue.append(_Marker(seg, seg.error is not None))
             else:
                 return
 
@@ -149,19 +152,26 @@ class OutputQueue:
         return slot
 
     def _composed(self, entries: list[_Entry], faces: torch.Tensor | None, error: BaseException | None) -> None:
-        """Worker thread: paste the faces into their frames and hand them to the queue."""
+        """Worker thread: paste the faces into their frames and hand them to the queue. A failed
+        batch's frames show the idle face with their speech; the first of them says why, once per
+        failed batch however many of this session's jobs it held (the session lives on)."""
         with self._lock:
             avatar, face = self.avatar, self.face
             live = avatar is not None and not all(e.dropped for e in entries)
-            if error is not None and live:
-                self._error = error
+            report = None
+            if error is not None and live and self._failure != self.worker.failed:
+                self._failure, report = self.worker.failed, one_line(error)
         if error is None and live:
             idx = entries[0].job.idx
             images = compose(avatar.frames[idx], faces, face.boxes[idx], face.mask(idx))
         with self._lock:
             for k, e in enumerate(entries):
-                if error is None and live and not e.dropped:
-                    e.frame = Frame(e.slot, e.slot * self.samples_per_frame, images[k], e.audio, OUT_RATE, e.segment.id)
+                if live and not e.dropped and self.avatar is not None:
+                    if error is None:
+                        e.frame = Frame(e.slot, e.slot * self.samples_per_frame, images[k], e.audio, OUT_RATE,
+                                        e.segment.id)
+                    else:
+                        e.frame, report = self._idle(e.slot, e, report), None
                 if not e.ready.done():
                     e.ready.set_result(None)
 

@@ -85,7 +85,7 @@ class Session(TextIntake, OutputQueue):
         self._seg_ids = itertools.count(1)
         self._slot = 0  # next slot to yield
         self._pulled: tuple[float, int] | None = None  # (time of the consumer's last pull, its slot)
-        self._error: BaseException | None = None
+        self._failure = 0  # the worker's failed batch this session last reported (`worker.failed`)
         self._closed = False
         log.info("session %d: lipsync %s (%s) on the shared worker, tts %s (%s), %d fps, lead %d frames, "
                  "%d of %d sessions open", self.id, self.worker.describe(), self.device, self._tts.name,

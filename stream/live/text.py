@@ -8,6 +8,7 @@ from collections import deque
 
 import numpy as np
 
+from ..errors import one_line
 from ..graphs import runtime
 from ..tts.chunker import Chunker, check_text
 from .output import TTS_AHEAD, _Segment
@@ -84,9 +85,10 @@ class TextIntake:
         if piece is not None:
             try:
                 self._tts.speak(piece, on_audio)
-            except Exception as e:  # noqa: BLE001 - the utterance ends early; the session lives on
-                log.warning("session %d: speech synthesis failed (%s); the utterance ends here", self.id, e)
+            except Exception as e:  # noqa: BLE001 - the utterance ends early, interrupted; the session lives on
+                log.warning("session %d: speech synthesis failed (%s); utterance %d ends here", self.id, one_line(e), seg.id)
                 with self._lock:
+                    seg.error = f"speech synthesis failed: {one_line(e)}"
                     if self._tts_todo and self._tts_todo[0] is job:
                         self._tts_todo.popleft()
                     if self._text is job:

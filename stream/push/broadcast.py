@@ -113,7 +113,7 @@ class Broadcast:
         if name == "segment_end":
             self._ended.add(data["segment"])
             self._check_done()
-        elif name == "error":
+        elif name == "error" and "segment" not in data:  # one utterance's failure is not the broadcast's
             self._fatal(LipstreamError(f"the broadcast stopped: {data['error']}"))
 
     def _frame(self, viewer: Viewer, frame, late: float) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from ..errors import one_line
 from ..live.session import Frame, SegmentEnd, Session
 from ..video.encode import VideoFormat, X264Encoder
 
@@ -141,11 +142,15 @@ class SessionMedia:
                     self._start, due = now - k / fps, now
                 item = await self.session.aget()
                 while isinstance(item, SegmentEnd):
+                    if item.error is not None:  # the utterance failed; the session goes on
+                        self._events("error", {"error": item.error, "segment": item.segment})
                     self._events("segment_end", {"segment": item.segment, "playback_position": round(item.playback_position, 4),
                                                  "interrupted": item.interrupted})
                     item = await self.session.aget()
                 if item is None:  # the session was closed
                     return
+                if item.error is not None:  # a lip-sync batch failed: its frames show the idle face
+                    self._events("error", {"error": item.error, "segment": item.segment})
                 late = max(0.0, loop.time() - due)
                 if item.segment is not None and item.segment != self._speaking:
                     self._events("speaking", {"segment": item.segment})
@@ -156,9 +161,9 @@ class SessionMedia:
                 k += 1
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # noqa: BLE001 - reported to the viewer, the session ends
+        except Exception as e:  # noqa: BLE001 - reported to the viewer (no segment: the session's media end)
             log.error("session %d: media stopped: %s", self.session.id, e)
-            self._events("error", {"error": str(e)})
+            self._events("error", {"error": one_line(e)})
 
     def _send_audio(self, frame: Frame) -> None:
         pcm = (np.clip(frame.audio, -1.0, 1.0) * 32767.0).round().astype(np.int16)
