@@ -336,3 +336,135 @@ def test_a_refusal_that_cannot_succeed_is_one_error_line_and_exit_2(capsys):
                    "or http(s):// (a WHIP endpoint)",
                    "lipstream: error: push URL rtmp://127.0.0.1/live needs an application and a stream name: "
                    "rtmp://HOST[:PORT]/APP/STREAM"]
+
+
+class Proxy:
+    """A TCP relay to an RTMP listener (`target`, a port) for each connection it accepts; with
+    `target` None it accepts and never reads or answers, as an ingest whose process hangs or whose
+    network path silently drops everything."""
+
+    def __init__(self, target):
+        self.target, self.accepted = target, []  # (time, target) of each connection
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen()
+        self.port = self.server.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            target = self.target
+            self.accepted.append((time.monotonic(), target))
+            self.held.append(client)
+            if target is not None:
+                upstream = socket.create_connection(("127.0.0.1", target))
+                self.held.append(upstream)
+                threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+                threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        while data := src.recv(65536):
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self):
+        self.server.close()
+        for s in self.held:
+            s.close()
+
+
+def metric(url, name):
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+
+
+def children(pid, name):
+    """Pids of `pid`'s child processes whose command line holds `name`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if ppid == pid and name in cmd:
+            found.append(int(entry))
+    return found
+
+
+def test_an_rtmp_ingest_that_stops_answering_never_holds_the_clock_and_is_reconnected():
+    """The connection stops mid-stream (its writer, FFmpeg in the flv_out process, is stopped as a
+    write that never returns is), then every new connection is accepted and never answered, then the
+    ingest is back. Each failure is one log line after 5 s; the session's clock never stops."""
+    first_port = free_port()
+    first = Listener(f"rtmp://127.0.0.1:{first_port}/live/test-key")
+    second = None
+    time.sleep(0.3)
+    proxy = Proxy(first_port)
+    control = free_port()
+    metrics = f"http://127.0.0.1:{control}/metrics"
+    proc = stream_cli("--push", f"rtmp://127.0.0.1:{proxy.port}/live/test-key", "--control", f"127.0.0.1:{control}")
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), line.rstrip()) for line in proc.stderr))
+    reader.start()
+    try:
+        until(lambda: len(first.video()) >= 25, 30, "the first connection")
+        writer = children(proc.pid, "stream.push.flv_out")
+        assert len(writer) == 1
+        proxy.target = None  # from now on the ingest accepts and never answers
+        os.kill(writer[0], signal.SIGSTOP)
+        stopped = time.monotonic()
+        sent = [(stopped, metric(metrics, "lipstream_frames_sent_total"))]
+        while time.monotonic() - stopped < 16:
+            time.sleep(0.5)
+            sent.append((time.monotonic(), metric(metrics, "lipstream_frames_sent_total")))
+        second_port = free_port()
+        second = Listener(f"rtmp://127.0.0.1:{second_port}/live/test-key")
+        time.sleep(0.3)
+        proxy.target, healed = second_port, time.monotonic()
+        until(lambda: len(second.video()) >= 25, 30, "frames on the next connection")
+        back = time.monotonic()
+        sent.append((back, metric(metrics, "lipstream_frames_sent_total")))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 143
+        reader.join(10)
+    finally:
+        proc.kill()
+        first.kill()
+        if second is not None:
+            second.kill()
+        proxy.close()
+    (t0, n0), (t1, n1) = sent[0], sent[-1]
+    assert n1 - n0 >= 0.9 * 25 * (t1 - t0), sent  # 25 frames a second throughout
+    steps = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(sent, sent[1:])]
+    assert min(steps) > 15, steps  # never held, not even for half a second
+    err = "\n".join(line for _, line in lines)
+    shown = r"lipstream: push: rtmp://127\.0\.0\.1:\d+/live/te…: "
+    lost = [(t, line) for t, line in lines if "connection lost" in line]
+    assert len(lost) == 1 and re.fullmatch(shown + r"connection lost at session frame \d+ \(the ingest stopped "
+                                           r"answering for 5 s\); retrying in 0\.5 s", lost[0][1]), err
+    dark = [t for t, target in proxy.accepted if target is None]
+    unanswered = [(t, line) for t, line in lines if "cannot connect" in line]
+    assert len(unanswered) == len(dark) >= 2, err  # one line for each connection that was never answered
+    assert all(re.fullmatch(shown + r"cannot connect \(the ingest did not answer for 5 s\); retrying in [\d.]+ s", line)
+               for _, line in unanswered), err
+    waits = [t - a for (t, _), a in zip(unanswered, dark)]
+    assert all(4.5 < w < 7.5 for w in waits), waits
+    assert "(connection 2)" in err and "Traceback" not in err, err
+    print(f"\nrecovery: writer stuck → connection lost after {lost[0][0] - stopped:.1f} s; each unanswered connect "
+          f"given up after {', '.join(f'{w:.1f}' for w in waits)} s; ingest back → on air again "
+          f"{next(t for t, target in proxy.accepted if target is not None and t > healed) - healed:.1f} s later "
+          f"(25 frames there after {back - healed:.1f} s)")

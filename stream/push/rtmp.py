@@ -4,12 +4,14 @@ uses, here with a key frame every 2 s and a baseline or main profile) and AAC at
 serve's pump pulls the session at its own sample clock (tick k leaves at start + k / fps); each
 tick's packets and audio go to a writer thread that owns the connection, so a stalled or dropped
 ingest never holds the pump: the session keeps its clock and idles while the writer reconnects.
+The connection itself lives in a process of its own (flv_out.py), because PyAV holds the GIL while
+it connects: an ingest that stops answering (while connecting or later) costs that process, which
+is killed once a tick has waited `STALL_LIMIT` seconds, and never this one's clock.
 Each connection's timestamps start at its first tick (an IDR) and follow the tick index from
 there, video and audio alike, so they stay together however long the stream runs.
 """
 from __future__ import annotations
 
-import fractions
 import logging
 import queue
 import threading
@@ -19,17 +21,15 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from ..audio.aac import configure_aac, pcm_frame
-from ..audio.schedule import OUT_RATE
 from ..serve.media import SessionMedia
 from ..video.encode import VideoFormat
+from .flv_link import STALL_LIMIT, Connection, Lost
 from .retry import Backoff, Refused, redact
 
 log = logging.getLogger("lipstream")
 PROFILES = ("main", "baseline")
 KEY_SECONDS = 2  # ingests (YouTube, Twitch …) want a key frame at least every 2 s
-CLOSE_WAIT = 5.0  # seconds close() waits for the writer (PyAV's output has no I/O timeout: a blackholed ingest
-# blocks a write until the kernel gives up on the TCP connection; a closed or killed one fails at once)
+CLOSE_WAIT = STALL_LIMIT + 1.0  # seconds close() waits for the writer
 
 
 @dataclass(frozen=True)
@@ -62,53 +62,6 @@ class FlvMedia(SessionMedia):
         self.pusher.put(frame.index, await self._encode(frame), frame.audio)
 
 
-class _Connection:
-    """One FLV stream on one RTMP connection; timestamps count from its first (key frame) tick."""
-
-    def __init__(self, url: str, fmt: FlvFormat):
-        self.fmt = fmt
-        self.out = av.open(url, "w", format="flv")
-        try:
-            # Configured as the real encoder: its SPS/PPS (the FLV sequence header) are the packets' own.
-            self.video = self.out.add_stream("libx264", rate=fmt.fps)
-            fmt.configure(self.video.codec_context)
-            self.audio = self.out.add_stream("aac", rate=OUT_RATE)
-            configure_aac(self.audio.codec_context)
-            self.out.start_encoding()  # connects, publishes and sends the FLV header now
-        except BaseException:
-            try:
-                self.out.close()
-            except (av.FFmpegError, OSError):
-                pass
-            raise
-        self.base: int | None = None  # the tick at timestamp 0
-        self.frames = 0
-
-    def send(self, index: int, packets: list, audio: np.ndarray) -> bool:
-        """Mux one tick; False while waiting for a key frame to start on."""
-        if self.base is None:
-            if not packets or not packets[0].is_keyframe:
-                return False
-            self.base = index
-        for p in packets:
-            p.pts, p.dts = p.pts - self.base, (p.dts if p.dts is not None else p.pts) - self.base
-            p.time_base = fractions.Fraction(1, self.fmt.fps)
-            p.stream = self.video
-            self.out.mux(p)
-        for p in self.audio.encode(pcm_frame(audio, (index - self.base) * len(audio))):
-            self.out.mux(p)
-        self.frames += 1
-        return True
-
-    def close(self, clean: bool) -> None:
-        try:
-            if clean and self.base is not None:
-                for p in self.audio.encode(None):
-                    self.out.mux(p)
-        finally:
-            self.out.close()
-
-
 class RtmpPusher:
     """Owns the RTMP connection in its own thread: connects, writes each tick as it comes, and on a
     drop or refusal logs one line and tries again after a backoff. `close()` ends the stream cleanly."""
@@ -124,6 +77,7 @@ class RtmpPusher:
         self._on_fatal = on_fatal or (lambda error: None)
         self._queue: queue.Queue = queue.Queue(maxsize=fps)  # a second of ticks while a write is slow
         self._gap = False
+        self._conn: Connection | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtmp", daemon=True)
 
@@ -154,13 +108,15 @@ class RtmpPusher:
         self._put(None)
         if self._thread.is_alive():
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, CLOSE_WAIT)
+        if self._conn is not None:
+            self._conn.kill()  # whatever it was waiting for
 
     def _run(self) -> None:
         backoff = Backoff()
         while not self._stop.is_set():
             try:
-                conn = _Connection(self.url, self.media.format)
-            except (av.FFmpegError, OSError) as e:
+                conn = self._conn = Connection(self.url, self.media.format)
+            except (Lost, OSError) as e:
                 if self._refused(e):
                     return
                 self._retry(backoff, f"cannot connect ({_reason(e)})")
@@ -171,24 +127,21 @@ class RtmpPusher:
             self.media.request_keyframe()
             try:
                 self._write(conn)
-            except (av.FFmpegError, OSError) as e:
+            except (Lost, av.FFmpegError, OSError) as e:
                 self.connected = False
-                try:
-                    conn.close(clean=False)
-                except (av.FFmpegError, OSError):
-                    pass
+                conn.kill()
                 backoff.held(time.monotonic() - began)
                 self._retry(backoff, f"connection lost at session frame {self.last} ({_reason(e)})")
                 continue
             self.connected = False
             try:
-                conn.close(clean=True)
+                conn.close()
                 log.info("push: %s ended after %d frames", self.shown, conn.frames)
-            except (av.FFmpegError, OSError) as e:
+            except (Lost, av.FFmpegError, OSError) as e:
                 log.warning("push: %s: the stream's end was not delivered (%s)", self.shown, _reason(e))
             return
 
-    def _write(self, conn: _Connection) -> None:
+    def _write(self, conn: Connection) -> None:
         waiting = True
         while True:
             item = self._queue.get()
@@ -223,12 +176,14 @@ class RtmpPusher:
 
     def _refused(self, error: Exception) -> bool:
         """An error no retry can fix ends the push (the caller exits 2)."""
-        if isinstance(error, (av.error.ProtocolNotFoundError, av.error.PermissionError)):
+        if getattr(error, "refused", False):
             self._on_fatal(Refused(f"{self.shown} refused the stream: {_reason(error)}"))
             return True
         return False
 
 
 def _reason(error: Exception) -> str:
+    if isinstance(error, Lost):
+        return str(error)
     text = getattr(error, "strerror", None) or str(error)
     return text.split(":")[0].strip() if text else type(error).__name__
