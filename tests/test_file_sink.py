@@ -174,3 +174,65 @@ def test_a_stream_that_does_not_start_with_its_parameter_sets_is_refused(tmp_pat
         sink.process(FrameBatch(0, 12, np.zeros(0, np.float32), packets=packets), lambda _: None)
     sink.close()
     assert list(tmp_path.iterdir()) == []
+
+
+TEXT = "The disk fills while this is written. It goes on for a few sentences, so the file grows past the limit."
+
+
+def _render_under(tmp_path, preexec_fn=None, wrap=()):
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    start = time.monotonic()
+    proc = subprocess.run([*wrap, sys.executable, "-m", "stream.cli", "render", "--text", TEXT, "--box", "67", "170",
+                           "177", "270", "-o", str(tmp_path / "out.mp4")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180, preexec_fn=preexec_fn)
+    return proc, time.monotonic() - start
+
+
+def test_a_file_size_limit_reached_during_a_render_is_one_error_line_exit_2_and_no_file(tmp_path):
+    """RLIMIT_FSIZE (any user may lower it): the write fails with EFBIG as a full disk fails with ENOSPC."""
+    import resource
+    import signal
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails instead of the process being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    proc, seconds = _render_under(tmp_path, preexec_fn=limit)
+    out = tmp_path / "out.mp4"
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"lipstream: error: cannot write {out}: File too large"
+    assert "Traceback" not in proc.stderr and list(tmp_path.iterdir()) == []
+    print(f"recovery: file size limit → exit 2 after {seconds:.1f} s, nothing left")
+
+
+def _tmpfs_reason() -> str | None:
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return "unshare or mount (util-linux) missing: no small tmpfs of our own"
+    probe = subprocess.run(["unshare", "-m", "--", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return "cannot mount a small tmpfs here (needs root): " + probe.stderr.strip()[:80]
+    return None
+
+
+@pytest.mark.skipif(_tmpfs_reason() is not None, reason=_tmpfs_reason() or "")
+def test_a_disk_that_fills_during_a_render_is_one_error_line_exit_2_and_no_file(tmp_path):
+    """A 96 KiB tmpfs over the output folder, in a mount namespace of the render's own: ENOSPC."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    left = tmp_path / "left.txt"  # what the tmpfs holds after the render, listed before it goes with its namespace
+    script = f'mount -t tmpfs -o size=96k tmpfs {folder} && "$0" "$@"; rc=$?; ls -A {folder} > {left}; exit $rc'
+    proc, seconds = _render_under(folder, wrap=("unshare", "-m", "--", "sh", "-c", script))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"lipstream: error: cannot write {folder}/out.mp4: No space left on device"
+    assert "Traceback" not in proc.stderr
+    assert left.read_text() == ""  # nothing half-written
+    print(f"recovery: disk full → exit 2 after {seconds:.1f} s")

@@ -91,10 +91,10 @@ class FileSink(Stage):
         if self._opened:
             for packet in item.packets:
                 packet.stream = self._video
-                self._out.mux(packet)
+                self._written(self._out.mux, packet)
             for packet in self._held if self._audio is not None else ():
                 packet.stream = self._audio
-                self._out.mux(packet)
+                self._written(self._out.mux, packet)
             self._held = []
         if self.progress.first_frame_at is None and item.count:
             self.progress.first_frame_at = time.perf_counter()
@@ -105,12 +105,21 @@ class FileSink(Stage):
     def finish(self, emit) -> None:
         if not self._opened or self.frames == 0:
             raise LipstreamError("nothing to render: the speech is empty")
-        self._out.close()
+        self._written(self._out.close)  # the index, and with faststart a second pass over the file
         self._done = True
         if self._tmp is not None:
             commit(self._tmp, self.path)
         else:
             sys.stdout.flush()
+
+    def _written(self, write, *args) -> None:
+        """A write to the output; one that fails (a full disk, a file size limit, a closed pipe) is one
+        clear error, and `close` removes what was written."""
+        try:
+            write(*args)
+        except (av.FFmpegError, OSError) as e:
+            where = "standard output" if self.path == "-" else self.path
+            raise LipstreamError(f"cannot write {where}: {getattr(e, 'strerror', None) or e}") from None
 
     def close(self) -> None:
         """A render that failed or was interrupted leaves nothing behind (on stdout: what was sent stays sent)."""
