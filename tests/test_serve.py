@@ -2,7 +2,6 @@
 import asyncio
 import contextlib
 import io
-import json
 import threading
 import time
 import wave
@@ -17,7 +16,7 @@ from aiohttp import web
 from stream.config import make_config
 from stream.graphs import runtime
 from stream.serve.app import MAX_TEXT, Server
-from stream.serve.client import PeerClient
+from stream.serve.client import PeerClient, session_events
 from stream.serve.ice import offer_loopback
 
 BOX = (67, 170, 177, 270)
@@ -41,15 +40,8 @@ async def serving(video="lipstream", token=None, **settings):
 
 
 async def events_of(base, session, into, token=None):
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession(headers=headers) as http, http.get(f"{base}/sessions/{session}/events") as r:
-        name = None
-        async for line in r.content:
-            line = line.decode().strip()
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                into.append((time.time(), name, json.loads(line[6:])))
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    await session_events(base, session, lambda name, data: into.append((time.time(), name, data)), headers)
 
 
 async def until(predicate, seconds=10.0):
@@ -58,6 +50,16 @@ async def until(predicate, seconds=10.0):
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         await asyncio.sleep(0.02)
+
+
+async def watched(base, **kw):
+    """A connected viewer that receives frames, the list its session's events go to, and their listener."""
+    c = PeerClient(base, **kw)
+    await c.connect()
+    events = []
+    listener = asyncio.ensure_future(events_of(base, c.session, events))
+    await until(lambda: len(c.video) > 5)
+    return c, events, listener
 
 
 @pytest.mark.parametrize("video", ["lipstream", "aiortc"])
@@ -264,11 +266,7 @@ def test_connect_speak_disconnect_cycles_leave_nothing_behind():
 def test_a_tts_failure_is_an_error_event_and_the_session_speaks_the_next_say():
     async def main():
         async with serving() as (server, base):
-            c = PeerClient(base, mouth=MOUTH)
-            await c.connect()
-            events = []
-            listener = asyncio.ensure_future(events_of(base, c.session, events))
-            await until(lambda: len(c.video) > 5)
+            c, events, listener = await watched(base, mouth=MOUTH)
             engine = server.viewers[c.session].session._tts
             speak, failed = engine.speak, []
 
@@ -307,11 +305,7 @@ def test_a_tts_failure_is_an_error_event_and_the_session_speaks_the_next_say():
 def test_a_failed_lipsync_batch_is_one_error_event_and_the_video_goes_on():
     async def main():
         async with serving() as (server, base):
-            c = PeerClient(base)
-            await c.connect()
-            events = []
-            listener = asyncio.ensure_future(events_of(base, c.session, events))
-            await until(lambda: len(c.video) > 5)
+            c, events, listener = await watched(base)
             worker = server.viewers[c.session].session.worker
             backend, armed = worker.backend, []
 
@@ -397,11 +391,7 @@ def test_an_audio_upload_cut_mid_body_speaks_what_arrived_then_idles(speech_22k,
 
     async def main():
         async with serving() as (server, base):
-            c = PeerClient(base)
-            await c.connect()
-            events = []
-            listener = asyncio.ensure_future(events_of(base, c.session, events))
-            await until(lambda: len(c.video) > 5)
+            c, events, listener = await watched(base)
             port = int(base.rsplit(":", 1)[1])
 
             def upload():

@@ -6,11 +6,13 @@ server's CPU per session (read from /proc, so the viewers' own decoding is not c
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import aiohttp
@@ -49,14 +51,18 @@ class _Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "-q", "serve", "--port", str(self.port), "--video", video,
              "--ice-loopback-only", "--max-sessions", str(max_sessions), "--box", *BOX, *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # Read as it comes: a full pipe would stop the server (a soak runs for hours); the tail says why it died.
+        self.log: collections.deque[str] = collections.deque(maxlen=200)
+        threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True).start()
 
     async def ready(self, seconds: float = 120.0) -> None:
         deadline = time.monotonic() + seconds
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"lipstream serve exited: {self.proc.stderr.read().decode()[-500:]}")
+                    time.sleep(0.2)  # the last lines
+                    raise RuntimeError(f"lipstream serve exited: {''.join(self.log)[-500:]}")
                 try:
                     async with http.get(self.base + "/healthz") as r:
                         if r.status == 200:
@@ -158,20 +164,26 @@ async def bench_serve(videos: list[str], counts: list[int], seconds: float, extr
     return {"rows": rows, "max": best}
 
 
+def serve_args(args, device, tmp: str) -> list[str]:
+    """The server's flags: the device, and Wav2Lip (`--checkpoint`, or random weights saved in `tmp`) when asked for."""
+    extra = ["--device", str(device)]
+    if args.checkpoint or args.wav2lip:
+        from ..lipsync.wav2lip.checkpoint import save_random_wav2lip
+
+        ckpt = args.checkpoint or os.path.join(tmp, "random_wav2lip.pth")
+        if not args.checkpoint:
+            save_random_wav2lip(ckpt)
+        extra += ["--checkpoint", ckpt]
+    return extra
+
+
 def run(args, device) -> int:
     import tempfile
 
-    from ..lipsync.wav2lip.checkpoint import save_random_wav2lip
-
     videos = args.video.split(",")
     counts = [int(x) for x in args.sessions.split(",")]
-    extra = ["--device", str(device)]
     with tempfile.TemporaryDirectory() as tmp:
-        if args.checkpoint or args.wav2lip:
-            ckpt = args.checkpoint or os.path.join(tmp, "random_wav2lip.pth")
-            if not args.checkpoint:
-                save_random_wav2lip(ckpt)
-            extra += ["--checkpoint", ckpt]
+        extra = serve_args(args, device, tmp)
         result = asyncio.run(bench_serve(videos, counts, args.seconds or 10.0, extra, args.text_file))
     result = {"machine": machine(device), "lipsync": "wav2lip" if len(extra) > 2 else "procedural",
               "seconds": args.seconds or 10.0, **result}

@@ -1,4 +1,4 @@
-"""`lipstream bench lipsync|kernels|sessions|serve|tts`: tables and the same numbers as JSON. Each kind
+"""`lipstream bench lipsync|kernels|sessions|serve|soak|tts`: tables and the same numbers as JSON. Each kind
 is a module of `stream.bench`, imported when asked for, so the command line starts without torch."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import importlib
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout (examples/)
-KINDS = ("lipsync", "kernels", "sessions", "serve", "tts")
+KINDS = ("lipsync", "kernels", "sessions", "serve", "soak", "tts")
 
 
 def run(args) -> int:
@@ -19,7 +19,7 @@ def run(args) -> int:
 def add_args(p) -> None:
     p.add_argument("what", choices=KINDS,
                    help="the lip-sync stage (and a whole render), the frame-path kernels, concurrent live sessions, "
-                        "lipstream serve with WebRTC viewers, or the speech engines")
+                        "lipstream serve with WebRTC viewers, the same for minutes or hours (soak), or the speech engines")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--lipsync", choices=["procedural", "wav2lip", "musetalk"],
                    help="lipsync: the model to measure (default wav2lip); sessions: the model the sessions run "
@@ -39,8 +39,13 @@ def add_args(p) -> None:
     p.add_argument("--text-file", default=os.path.join(ROOT, "examples", "bench.txt"), help="text for the whole render")
     p.add_argument("--no-render", action="store_true", help="skip the whole-render measurement")
     p.add_argument("--kernel-batch", type=int, default=32, help="frames per kernel call (bench kernels)")
-    p.add_argument("--sessions", default="1,2,4", help="sessions, serve: comma list of concurrent session counts (default 1,2,4)")
-    p.add_argument("--video", default="lipstream,aiortc", help="serve: comma list of video modes to measure (default both)")
+    p.add_argument("--sessions", default="1,2,4", help="sessions, serve: comma list of concurrent session counts "
+                   "(default 1,2,4); soak: the viewers (the largest of a list: 4)")
+    p.add_argument("--video", default="lipstream,aiortc", help="serve: comma list of video modes to measure (default both); "
+                   "soak: the first")
+    p.add_argument("--minutes", type=int, default=30, help="soak: how long (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="soak: the viewers' random loops (default 0)")
+    p.add_argument("--plot", metavar="FILE.png", help="soak: RSS and frames on time per minute (default: beside --json)")
     p.add_argument("--max", action="store_true", help="sessions: also search for the largest count kept on time")
     p.add_argument("--wav2lip", action="store_true", help="sessions: Wav2Lip with random weights (--lipsync wav2lip)")
     p.add_argument("--box", nargs=4, type=int, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),

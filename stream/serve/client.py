@@ -7,6 +7,7 @@ own audio jitter buffer (aiortc holds 4 packets, 80 ms, before playing audio).""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import aiohttp
@@ -16,6 +17,20 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtcpSrPacket
 
 _NTP_EPOCH = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
+
+
+async def session_events(base: str, session: str, on_event, headers: dict | None = None) -> None:
+    """`on_event(name, data)` for each server-sent event of `session`, until the stream ends."""
+    forever = aiohttp.ClientTimeout(total=None, sock_read=None)  # a stream outlives aiohttp's 5-minute default
+    async with aiohttp.ClientSession(headers=headers, timeout=forever) as http, \
+            http.get(f"{base.rstrip('/')}/sessions/{session}/events") as r:
+        name = None
+        async for line in r.content:
+            line = line.decode().strip()
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                on_event(name, json.loads(line[6:]))
 
 
 class PeerClient:
@@ -73,6 +88,15 @@ class PeerClient:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._http is not None:
             await self._http.close()
+
+    async def events(self, on_event) -> None:
+        """`on_event(name, data)` for each of the session's server-sent events, until the stream ends."""
+        await session_events(self.base, self.session, on_event, self.headers)
+
+    def forget(self, before: float) -> None:
+        """Drops the frames that arrived before `before` (a long run keeps only what it still measures)."""
+        self.video = [v for v in self.video if v[0] >= before]
+        self.audio = [a for a in self.audio if a[0] >= before]
 
     def _hear_reports(self, receiver, kind: str) -> None:
         handle = receiver._handle_rtcp_packet
