@@ -307,22 +307,26 @@ def test_a_failed_lipsync_batch_is_one_error_event_and_the_video_goes_on():
         async with serving() as (server, base):
             c, events, listener = await watched(base)
             worker = server.viewers[c.session].session.worker
-            backend, armed = worker.backend, []
+            model, armed = worker.model, []
 
-            def failing(mel, faces):
-                if not armed:
-                    armed.append(time.time())
-                    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-                return backend(mel, faces)
+            class Failing:
+                def __call__(self, features, inputs):
+                    if not armed:
+                        armed.append(time.time())
+                        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+                    return model(features, inputs)
 
-            worker.backend = failing
+                def __getattr__(self, name):
+                    return getattr(model, name)
+
+            worker.model = Failing()
             try:
                 segment = await c.say(LONG)
                 t0 = time.time()
                 await asyncio.sleep(2.0)
                 t1 = time.time()
             finally:
-                worker.backend = backend
+                worker.model = model
             listener.cancel()
             await c.close()
             return events, segment, [a for a, _, _ in c.video if t0 <= a < t1], t1 - t0

@@ -427,17 +427,17 @@ def test_a_failed_lipsync_batch_idles_its_frames_once_and_both_sessions_in_it_sp
         return run(jobs)
 
     class Failing:
-        def __init__(self, backend):
-            self.backend = backend
+        def __init__(self, model):
+            self.model = model
 
-        def __call__(self, mel, faces):
+        def __call__(self, features, inputs):
             if state["armed"]:
                 state["armed"], state["at"] = False, time.perf_counter()
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\n(details)")
-            return self.backend(mel, faces)
+            return self.model(features, inputs)
 
         def __getattr__(self, name):
-            return getattr(self.backend, name)
+            return getattr(self.model, name)
 
     got = {s: [] for s in sessions}
 
@@ -447,8 +447,8 @@ def test_a_failed_lipsync_batch_idles_its_frames_once_and_both_sessions_in_it_sp
             got[s].append((s.get(), time.perf_counter()))
             time.sleep(max(0.0, start + (k + 1) / FPS - time.perf_counter()))
 
-    failed_before, original = worker.failed, worker.backend
-    worker._run, worker.backend = run_and_fail_once, Failing(original)
+    failed_before, original = worker.failed, worker.model
+    worker._run, worker.model = run_and_fail_once, Failing(original)
     try:
         for s in sessions:
             s.push_audio(speech_22k, 22050)
@@ -460,7 +460,7 @@ def test_a_failed_lipsync_batch_idles_its_frames_once_and_both_sessions_in_it_sp
             for t in threads:
                 t.join(timeout=60)
     finally:
-        worker._run, worker.backend = run, original
+        worker._run, worker.model = run, original
         for s in sessions:
             s.close()
     assert worker.failed == failed_before + 1 and set(state["failed"]) == set(sessions)

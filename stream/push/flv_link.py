@@ -104,6 +104,8 @@ class Connection:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        if threading.current_thread() is not self._watch:
+            self._watch.join(timeout=1.0)  # it reads stdout until EOF: closed under it, the descriptor could be reused
         for f in (self.proc.stdin, self.proc.stdout):
             try:
                 f.close()
@@ -142,8 +144,11 @@ class Connection:
         """The process's answers; and the watch: a message unanswered for STALL_LIMIT kills it."""
         fd, buf = self.proc.stdout.fileno(), b""
         while True:
-            if select.select([fd], [], [], 0.25)[0]:
-                chunk = os.read(fd, 65536)
+            try:
+                chunk = os.read(fd, 65536) if select.select([fd], [], [], 0.25)[0] else None
+            except (OSError, ValueError):  # the pipe was closed (kill() waited a second for this thread)
+                break
+            if chunk is not None:
                 if not chunk:
                     break
                 buf += chunk
