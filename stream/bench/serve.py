@@ -180,7 +180,7 @@ def serve_args(args, device, tmp: str) -> list[str]:
 def run(args, device) -> int:
     import tempfile
 
-    videos = args.video.split(",")
+    videos = (args.video or "lipstream,aiortc").split(",")
     counts = [int(x) for x in args.sessions.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         extra = serve_args(args, device, tmp)

@@ -221,7 +221,7 @@ def run(args, device) -> int:
     minutes = args.minutes
     if minutes < 1 or n < 1:
         raise LipstreamError("soak needs --minutes and --sessions of at least 1")
-    video = args.video.split(",")[0]
+    video = (args.video or "lipstream").split(",")[0]
     with open(args.text_file, encoding="utf-8") as f:
         texts = sentences(f.read())
     with tempfile.TemporaryDirectory() as tmp:
