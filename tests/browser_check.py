@@ -1,7 +1,10 @@
 """Run inside a loopback-only network namespace (see test_page.py): serve, open the page in headless
 Chromium, type a sentence, press Speak, and print what the page itself counted, as JSON. Then pages
-of two other origins (one of them allowed) and a DNS-rebinding name try to drive the server."""
+of two other origins (one of them allowed) and a DNS-rebinding name try to drive the server. With a
+folder, screenshots of the page (DevTools' Page.captureScreenshot) idle and while the avatar speaks
+go there, each listed with the video element's place on the page."""
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -21,6 +24,11 @@ from stream.serve.app import Server  # noqa: E402
 from stream.serve.ice import offer_loopback  # noqa: E402
 
 CDP_PORT = 9222
+SHOT_EVERY = 0.15  # seconds between screenshots while the avatar speaks
+VIDEO_PLACE = ("(() => { const v = document.getElementById('video'), r = v.getBoundingClientRect();"
+               " return JSON.stringify({x: r.x, y: r.y, width: r.width, height: r.height,"
+               " videoWidth: v.videoWidth, videoHeight: v.videoHeight, scale: window.devicePixelRatio,"
+               " currentTime: v.currentTime}); })()")
 REBOUND = "rebound.example"  # a name the browser resolves to 127.0.0.1, as a DNS-rebinding page's does
 
 # A page of another origin: a form-like (simple, no-cors) request and a script's JSON request, each
@@ -70,7 +78,16 @@ async def _site(app: web.Application) -> tuple[web.AppRunner, int]:
     return runner, site._server.sockets[0].getsockname()[1]
 
 
-async def main(chromium: str, video: str) -> dict:
+async def screenshot(page: Page, folder: str, name: str) -> dict:
+    """The page as a PNG in `folder`, and where the video element was on it."""
+    place = json.loads(await page.eval(VIDEO_PLACE))
+    shot = await page.call("Page.captureScreenshot", format="png")
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(base64.b64decode(shot["data"]))
+    return {"file": name, **place}
+
+
+async def main(chromium: str, video: str, shots: str | None = None) -> dict:
     offer_loopback(only=True)
     others = web.Application()
     others.add_routes([web.get("/", lambda request: web.Response(text=OTHER_PAGE, content_type="text/html"))])
@@ -84,7 +101,7 @@ async def main(chromium: str, video: str) -> dict:
             chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-            "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
+            "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}", "--window-size=800,800",
             f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1",
             f"--remote-debugging-port={CDP_PORT}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -114,20 +131,23 @@ async def main(chromium: str, video: str) -> dict:
                         return {"stage": "connect", **state}
                     await asyncio.sleep(1.0)
                     idle = json.loads(await page.eval("JSON.stringify(window.lipstream)"))
+                    taken = [{**await screenshot(page, shots, "idle.png"), "speaking": False}] if shots else []
                     await page.eval("document.getElementById('text').value = 'Hello from the browser test.';"
                                     "document.getElementById('speak').click(); true")
                     started = time.monotonic()
                     while time.monotonic() - started < 4.0:
-                        await asyncio.sleep(0.25)
+                        await asyncio.sleep(SHOT_EVERY if shots else 0.25)
                         state = json.loads(await page.eval("JSON.stringify(window.lipstream)"))
                         if any(e["name"] == "segment_end" for e in state["events"]):
                             break
+                        if shots and state["speaking"]:
+                            taken.append({**await screenshot(page, shots, f"speaking-{len(taken)}.png"), "speaking": True})
                     await asyncio.sleep(0.5)
                     state = json.loads(await page.eval("JSON.stringify(window.lipstream)"))
                     others = await _other_pages(http, server, state["session"], url, {"allowed": allowed, "evil": evil})
                     rebound = await _open(http, f"http://{REBOUND}:{port}/healthz", "document.body.innerText")
                     return {"stage": "done", "idle": idle, **state, "others": others, "rebound": rebound,
-                            "rebound_port": port}
+                            "rebound_port": port, "shots": taken}
         finally:
             os.killpg(browser.pid, signal.SIGTERM)  # the browser and its helper processes
             browser.wait(timeout=10)
@@ -168,4 +188,4 @@ async def _open(http, url: str, expression: str):
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main(sys.argv[1], sys.argv[2]))))
+    print(json.dumps(asyncio.run(main(*sys.argv[1:4]))))

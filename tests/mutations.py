@@ -156,6 +156,23 @@ MUTATIONS = [
              ("tests/test_guard.py",)),
     Mutation("page-origin-refused", "stream/serve/guard.py", "return site is not None and host is not None and _site(site[0], host) == site",
              "return False", ("tests/test_page.py",)),
+    # What the viewer sees: the quality measures (bench quality) and the page's picture.
+    Mutation("mfcc-preemphasis-changed", "stream/quality/mfcc.py", "PREEMPH, CEPLIFTER = 0.97, 22",
+             "PREEMPH, CEPLIFTER = 0.95, 22", ("tests/test_quality.py",)),
+    Mutation("lse-offset-off-by-one", "stream/quality/sync.py", "padded = F.pad(audio, (0, 0, VSHIFT, VSHIFT))",
+             "padded = F.pad(audio, (0, 0, VSHIFT + 1, VSHIFT - 1))", ("tests/test_quality.py",)),
+    Mutation("lse-edges-left-out", "stream/quality/sync.py", "    mean = dists.mean(dim=0)\n",
+             "    mean = torch.stack([dists[max(0, VSHIFT - k) : n - max(0, k - VSHIFT), k].mean()\n"
+             "                        for k in range(2 * VSHIFT + 1)])\n", ("tests/test_quality.py",)),
+    Mutation("seam-off-the-contour", "stream/quality/metrics.py", "upper, _bands(canvas >= 0.5), _bands(inside_box))",
+             "upper, _bands(canvas > 0), _bands(inside_box))", ("tests/test_quality.py",)),
+    Mutation("quality-frames-in-loop-order", "stream/quality/clip.py",
+             "    return np.array([int(np.argmin(((thumbs - _thumb(f)[weight]) ** 2).sum(axis=1))) for f in frames])",
+             "    return np.array([i % len(avatar) for i, _ in enumerate(frames)])", ("tests/test_quality.py",)),
+    Mutation("page-video-black", "stream/serve/page.html", "  video { width: 100%;", "  video { filter: brightness(0); width: 100%;",
+             ("tests/test_page.py",)),
+    Mutation("page-video-frozen", "stream/serve/media.py", "        image = frame.bgr()\n",
+             "        image = self.__dict__.setdefault(\"_still\", frame.bgr())\n", ("tests/test_page.py",)),
 ]
 
 

@@ -1,5 +1,6 @@
 """The served page in a real browser: Debian's headless Chromium, in a network namespace that has
-only loopback, connects over WebRTC, presses Speak, and counts the frames and audio it decoded; pages
+only loopback, connects over WebRTC, presses Speak, and counts the frames and audio it decoded;
+screenshots of the page show the avatar in the video element, its mouth moving while it speaks; pages
 of other origins, and one that reaches the server under another name, cannot drive it."""
 import json
 import os
@@ -7,9 +8,13 @@ import shutil
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+AVATAR = os.path.join(os.path.dirname(HERE), "stream", "assets", "astronaut.png")  # what `lipstream serve` shows
+BOX = (67, 170, 177, 270)  # its face box (browser_check.py serves with it)
 CHROMIUM = shutil.which("chromium")
 
 
@@ -28,9 +33,10 @@ REASON = _loopback_namespace_reason()
 
 
 @pytest.mark.skipif(REASON is not None, reason=REASON or "")
-def test_the_page_connects_speaks_and_decodes_in_chromium(video="lipstream"):
+def test_the_page_connects_speaks_and_decodes_in_chromium(tmp_path, video="lipstream"):
     """With the default video path; aiortc's own encoder is checked with an aiortc viewer (test_serve)."""
-    script = f"ip link set lo up && exec {sys.executable} {os.path.join(HERE, 'browser_check.py')} {CHROMIUM} {video}"
+    script = (f"ip link set lo up && exec {sys.executable} {os.path.join(HERE, 'browser_check.py')} {CHROMIUM} {video} "
+              f"{tmp_path}")
     proc = subprocess.run(["unshare", "-n", "--", "sh", "-c", script], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     state = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -49,3 +55,37 @@ def test_the_page_connects_speaks_and_decodes_in_chromium(video="lipstream"):
     assert json.loads(state["rebound"]) == {"error": "Host rebound.example:%s is refused: a server on a loopback "
                                                      "address answers only to a loopback name or address"
                                             % state["rebound_port"]}, state["rebound"]
+    _check_the_picture(state["shots"], tmp_path)
+
+
+def _shown(shot: dict, folder) -> np.ndarray:
+    """The video element's pixels in a screenshot, at the avatar's size (grey levels)."""
+    page = cv2.imread(str(folder / shot["file"]), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+    k = shot["scale"]
+    x, y, w, h = (int(round(shot[n] * k)) for n in ("x", "y", "width", "height"))
+    avatar = cv2.imread(AVATAR, cv2.IMREAD_GRAYSCALE)
+    assert shot["videoWidth"] == avatar.shape[1] and shot["videoHeight"] == avatar.shape[0], shot
+    # The element is square like the avatar, so `object-fit: contain` fills it.
+    return cv2.resize(page[y : y + h, x : x + w], avatar.shape[::-1], interpolation=cv2.INTER_AREA)
+
+
+def _check_the_picture(shots: list[dict], folder) -> None:
+    """Every screenshot shows the avatar (not black, its pixels correlate with the image); while it
+    speaks the picture changes, in the mouth and nowhere else (not a frozen first frame)."""
+    avatar = cv2.imread(AVATAR, cv2.IMREAD_GRAYSCALE).astype(np.float32)
+    images = [_shown(s, folder) for s in shots]
+    speaking = [image for shot, image in zip(shots, images) if shot["speaking"]]
+    assert shots[0]["file"] == "idle.png" and len(speaking) >= 3, shots
+    for shot, image in zip(shots, images):
+        assert image.mean() > 40, f"{shot['file']} is dark: the video element shows no picture"
+        assert np.corrcoef(image.ravel(), avatar.ravel())[0, 1] > 0.95, f"{shot['file']} does not show the avatar"
+    t, b, l, r = BOX
+    mouth = np.zeros(avatar.shape, bool)
+    mouth[(t + b) // 2 : b, l + (r - l) // 4 : r - (r - l) // 4] = True  # the lower face's middle
+    away = np.ones(avatar.shape, bool)
+    away[t - 20 : b + 20, l - 20 : r + 20] = False
+    pairs = [(np.abs(a - c)[mouth].mean(), np.abs(a - c)[away].mean())
+             for i, a in enumerate(speaking) for c in speaking[i + 1 :]]
+    in_mouth, elsewhere = max(pairs)
+    assert in_mouth > 2.0, f"the mouth does not move between screenshots (at most {in_mouth:.2f} levels)"
+    assert max(e for _, e in pairs) < 1.5 and in_mouth > 5 * elsewhere, pairs
