@@ -13,11 +13,11 @@ from conftest import EXAMPLE_AVATAR, ROOT
 
 from kernels.compose import compose_ref
 from stream.errors import LipstreamError
+from stream.lipsync.face96 import feather_mask
 from stream.quality import metrics
 from stream.quality.mfcc import filterbank, mfcc
 from stream.quality.sync import crop_regions, face_crop, sync_scores
 from stream.quality.syncnet import SyncNet, load_syncnet, save_random_syncnet, save_syncnet
-from stream.video.avatar import feather_mask
 
 BOX = (67, 170, 177, 270)  # the bundled avatar's padded face box
 TINY = ((8,) * 6, (16, 8, 8, 8, 8, 8), 8, 8)  # SyncNet widths of the test models

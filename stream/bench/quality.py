@@ -20,28 +20,33 @@ SILENCE = 1.0  # seconds before and after the speech of a render made here
 
 def run(args, device: torch.device) -> int:
     from ..config import make_config
+    from ..lipsync.registry import make_model
     from ..quality.clip import measure
     from ..quality.syncnet import load_syncnet
-    from ..video.avatar import feather_mask, load_avatar
+    from ..video.avatar import load_avatar
 
-    if args.video is not None and (args.checkpoint or args.wav2lip):
-        raise LipstreamError("--checkpoint and --wav2lip choose what the bench renders: not with --video")
+    if args.video is not None and args.wav2lip:
+        raise LipstreamError("--wav2lip renders with random weights: not with --video (--lipsync names the video's model)")
     if args.video is not None and not os.path.isfile(args.video):
         raise LipstreamError(f"video not found: {args.video}")
     syncnet = load_syncnet(args.syncnet, device) if args.syncnet else None  # a bad file fails before the render
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_config(None, avatar=args.avatar, box=tuple(args.box) if args.box else None, device=str(device),
                           checkpoint=args.checkpoint or (_random_wav2lip(tmp) if args.wav2lip else None),
+                          lipsync=args.lipsync or "auto", musetalk_models=args.musetalk_models,
                           batch_size=args.batch_size, tts_model=args.tts_model, tts_config=args.tts_config)
         video, made = args.video, None
         if video is None:
             video = os.path.join(tmp, "quality.mp4")
             made = render_clip(video, cfg, args.text_file, device)
-        avatar = load_avatar(cfg.avatar, torch.device("cpu"), cfg.box, cfg.cache)
-        scores = measure(video, avatar.frames.numpy(), avatar.boxes.numpy(), feather_mask(), syncnet)
+        cpu = torch.device("cpu")
+        avatar = load_avatar(cfg.avatar, cpu, cfg.box, cfg.cache)
+        face = make_model(cfg, cpu).prepare(avatar)  # where the model pastes, and its blend masks
+        scores = measure(video, avatar.frames.numpy(), face.boxes.numpy(), face.masks.float().numpy(), syncnet)
     result = {"machine": machine(device), "video": args.video or f"render of {os.path.relpath(args.text_file)}",
               "avatar": os.path.basename(cfg.avatar), "box": list(cfg.box) if cfg.box else None,
-              "weights": "given" if args.checkpoint else ("random" if args.wav2lip else None),
+              "lipsync": cfg.lipsync_model, "weights": "given" if args.checkpoint or args.musetalk_models else
+              ("random" if args.wav2lip else None),
               "syncnet": os.path.basename(args.syncnet) if args.syncnet else None, **scores}
     if made is not None:
         result["render"] = {"frames": made.frames, "stages": made.stages}
@@ -52,7 +57,7 @@ def run(args, device: torch.device) -> int:
 
 
 def _random_wav2lip(folder: str) -> str:
-    from ..lipsync.checkpoint import save_random_wav2lip
+    from ..lipsync.wav2lip.checkpoint import save_random_wav2lip
 
     path = os.path.join(folder, "random_wav2lip.pth")
     save_random_wav2lip(path)  # the public shapes: structure only, the mouth it paints is not learned

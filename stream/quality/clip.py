@@ -38,20 +38,25 @@ def frames_of(path: str):
     return frames(), fps
 
 
-def shown_frames(path: str, avatar: np.ndarray, boxes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def shown_frames(path: str, avatar: np.ndarray, boxes: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """For each frame of the video, the avatar frame it shows: the nearest on thumbnails of
     everything but the pasted regions (any loop order, lipstream's ping-pong or another tool's)."""
     frames, _ = frames_of(path)
     if len(avatar) == 1:
         return np.zeros(sum(1 for _ in frames), int)
     pasted = np.zeros(avatar.shape[1:3], np.float32)
-    for t, b, l, r in {tuple(int(v) for v in box) for box in boxes}:
+    for k, (t, b, l, r) in enumerate(boxes.astype(int)):
         region = pasted[t:b, l:r]
-        np.maximum(region, cv2.resize(mask, (r - l, b - t)) > 0.01, out=region)
+        np.maximum(region, cv2.resize(_mask(masks, k), (r - l, b - t)) > 0.01, out=region)
     weight = cv2.resize(pasted, (THUMB, THUMB), interpolation=cv2.INTER_AREA).reshape(-1) < 0.01
     weight = weight if weight.any() else np.ones_like(weight)
     thumbs = np.stack([_thumb(f) for f in avatar])[:, weight]
     return np.array([int(np.argmin(((thumbs - _thumb(f)[weight]) ** 2).sum(axis=1))) for f in frames])
+
+
+def _mask(masks: np.ndarray, k: int) -> np.ndarray:
+    """Avatar frame k's blend mask: one shared S×S mask, or one per frame (N×S×S, MuseTalk's)."""
+    return masks[0 if len(masks) == 1 else k] if masks.ndim == 3 else masks
 
 
 def _thumb(frame: np.ndarray) -> np.ndarray:
@@ -59,11 +64,12 @@ def _thumb(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(g, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32).reshape(-1)
 
 
-def measure(path: str, avatar: np.ndarray, boxes: np.ndarray, mask: np.ndarray, syncnet=None) -> dict:
-    """Every measure of the video at `path` against `avatar` (N×H×W×3 BGR frames, their face boxes,
-    the blend mask on the model's crop grid); `syncnet` (a loaded SyncNet) adds LSE-D and LSE-C."""
+def measure(path: str, avatar: np.ndarray, boxes: np.ndarray, masks: np.ndarray, syncnet=None) -> dict:
+    """Every measure of the video at `path` against `avatar` (N×H×W×3 BGR frames, the model's paste
+    boxes, its blend masks on its crop grid: S×S, 1×S×S or N×S×S); `syncnet` (a loaded SyncNet) adds
+    LSE-D and LSE-C."""
     samples, rate = read_audio(path)
-    shown = shown_frames(path, avatar, boxes, mask)
+    shown = shown_frames(path, avatar, boxes, masks)
     frames, fps = frames_of(path)
     if len(shown) == 0:
         raise LipstreamError(f"{path} has no video frames")
@@ -77,7 +83,7 @@ def measure(path: str, avatar: np.ndarray, boxes: np.ndarray, mask: np.ndarray, 
         if out.shape != src.shape:
             raise LipstreamError(f"{path} is {out.shape[1]}×{out.shape[0]} but the avatar is "
                                  f"{src.shape[1]}×{src.shape[0]}: give the avatar it was made from")
-        g = pastes.get(k) or pastes.setdefault(k, metrics.paste_geometry(boxes[k], mask, src.shape))
+        g = pastes.get(k) or pastes.setdefault(k, metrics.paste_geometry(boxes[k], _mask(masks, k), src.shape))
         o, s = metrics.grey(out, g.region), metrics.grey(src, g.region)
         residual = (cv2.cvtColor(out, cv2.COLOR_BGR2GRAY).astype(np.float32)
                     - cv2.cvtColor(src, cv2.COLOR_BGR2GRAY).astype(np.float32))
