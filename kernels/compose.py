@@ -1,5 +1,7 @@
 """Paste generated faces back into the full avatar frames through a blend mask: one mask shared by
-every frame (S×S, Wav2Lip's feather) or one per frame (B×S×S, MuseTalk's face parsing)."""
+every frame (S×S, Wav2Lip's feather) or one per frame (B×S×S, MuseTalk's face parsing). A face
+may carry a fourth channel, an alpha that scales the mask (the procedural mouth: zero where nothing
+moved, so the avatar's own pixels stay exactly)."""
 
 import torch
 import torch.nn.functional as F
@@ -10,8 +12,9 @@ import triton.language as tl
 def _check(frames, mouths, boxes, mask):
     if frames.dtype != torch.uint8 or frames.dim() != 4 or frames.shape[3] != 3:
         raise ValueError(f"frames must be B×H×W×3 uint8, not {tuple(frames.shape)} {frames.dtype}")
-    if mouths.dim() != 4 or mouths.shape[1] != 3 or mouths.shape[0] != frames.shape[0]:
-        raise ValueError(f"faces must be B×3×S×S for {frames.shape[0]} frames, not {tuple(mouths.shape)}")
+    if mouths.dim() != 4 or mouths.shape[1] not in (3, 4) or mouths.shape[0] != frames.shape[0]:
+        raise ValueError(f"faces must be B×3×S×S (or B×4×S×S with alpha) for {frames.shape[0]} frames, "
+                         f"not {tuple(mouths.shape)}")
     if tuple(boxes.shape) != (frames.shape[0], 4):
         raise ValueError(f"boxes must be {frames.shape[0]}×4, not {tuple(boxes.shape)}")
     if tuple(mask.shape[-2:]) != tuple(mouths.shape[2:]) or mask.dim() not in (2, 3) or (
@@ -29,7 +32,10 @@ def compose_ref(frames: torch.Tensor, mouths: torch.Tensor, boxes: torch.Tensor,
     _check(frames, mouths, boxes, mask)
     out = frames.clone()
     # Mouth and mask go through one interpolate call; resizing is per item as box sizes differ.
-    src = torch.cat([mouths.float() * 255.0, _per_frame(mask.float(), mouths.shape[0]).unsqueeze(1)], dim=1)
+    m = _per_frame(mask.float(), mouths.shape[0]).unsqueeze(1)
+    if mouths.shape[1] == 4:
+        m = m * mouths[:, 3:4].float()
+    src = torch.cat([mouths[:, :3].float() * 255.0, m], dim=1)
     for b, (y1, y2, x1, x2) in enumerate(boxes.tolist()):
         r = F.interpolate(src[b : b + 1], size=(y2 - y1, x2 - x1), mode="bilinear", align_corners=False)
         r = r[0].permute(1, 2, 0)
@@ -45,7 +51,7 @@ def compose_ref(frames: torch.Tensor, mouths: torch.Tensor, boxes: torch.Tensor,
 def _compose_kernel(
     out_ptr, mouth_ptr, mask_ptr, box_ptr,
     H, W, MASK_STRIDE,
-    SH: tl.constexpr, SW: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    SH: tl.constexpr, SW: tl.constexpr, CHANNELS: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     b = tl.program_id(0)
     y1 = tl.load(box_ptr + 4 * b + 0).to(tl.int32)
@@ -78,10 +84,14 @@ def _compose_kernel(
     p10 = iy1[:, None] * SW + ix0[None, :]
     p11 = iy1[:, None] * SW + ix1[None, :]
 
-    m = _lerp2(mask_ptr + b.to(tl.int64) * MASK_STRIDE, p00, p01, p10, p11, wy, wx, live)
+    mask = mask_ptr + b.to(tl.int64) * MASK_STRIDE
+    if CHANNELS == 4:  # the face's own alpha scales the mask, before resizing as in the reference
+        m = _lerp2_product(mask, mouth_ptr + (b * 4 + 3).to(tl.int64) * (SH * SW), p00, p01, p10, p11, wy, wx, live)
+    else:
+        m = _lerp2(mask, p00, p01, p10, p11, wy, wx, live)
     pix = (((b * H + y1 + r)[:, None]).to(tl.int64) * W + (x1 + c)[None, :]) * 3
     for ch in tl.static_range(3):
-        plane = mouth_ptr + (b * 3 + ch).to(tl.int64) * (SH * SW)
+        plane = mouth_ptr + (b * CHANNELS + ch).to(tl.int64) * (SH * SW)
         mouth = _lerp2(plane, p00, p01, p10, p11, wy, wx, live) * 255.0
         f = tl.load(out_ptr + pix + ch, mask=live, other=0).to(tl.float32)
         v = tl.minimum(tl.maximum(m * (mouth - f) + f, 0.0), 255.0) + 0.5
@@ -94,6 +104,17 @@ def _lerp2(ptr, p00, p01, p10, p11, wy, wx, live):
     v01 = tl.load(ptr + p01, mask=live, other=0.0).to(tl.float32)
     v10 = tl.load(ptr + p10, mask=live, other=0.0).to(tl.float32)
     v11 = tl.load(ptr + p11, mask=live, other=0.0).to(tl.float32)
+    top = v00 + (v01 - v00) * wx
+    bot = v10 + (v11 - v10) * wx
+    return top + (bot - top) * wy
+
+
+@triton.jit
+def _lerp2_product(ptr_a, ptr_b, p00, p01, p10, p11, wy, wx, live):
+    v00 = tl.load(ptr_a + p00, mask=live, other=0.0).to(tl.float32) * tl.load(ptr_b + p00, mask=live, other=0.0).to(tl.float32)
+    v01 = tl.load(ptr_a + p01, mask=live, other=0.0).to(tl.float32) * tl.load(ptr_b + p01, mask=live, other=0.0).to(tl.float32)
+    v10 = tl.load(ptr_a + p10, mask=live, other=0.0).to(tl.float32) * tl.load(ptr_b + p10, mask=live, other=0.0).to(tl.float32)
+    v11 = tl.load(ptr_a + p11, mask=live, other=0.0).to(tl.float32) * tl.load(ptr_b + p11, mask=live, other=0.0).to(tl.float32)
     top = v00 + (v01 - v00) * wx
     bot = v10 + (v11 - v10) * wx
     return top + (bot - top) * wy
@@ -112,7 +133,7 @@ def compose_triton(frames: torch.Tensor, mouths: torch.Tensor, boxes: torch.Tens
     grid = (b, triton.cdiv(h, bh), triton.cdiv(w, bw))
     _compose_kernel[grid](
         out, mouths, mask, boxes, h, w, 0 if mask.dim() == 2 else mask.shape[1] * mask.shape[2],
-        SH=mouths.shape[2], SW=mouths.shape[3], BLOCK_H=bh, BLOCK_W=bw,
+        SH=mouths.shape[2], SW=mouths.shape[3], CHANNELS=mouths.shape[1], BLOCK_H=bh, BLOCK_W=bw,
     )
     return out
 

@@ -173,7 +173,20 @@ MUTATIONS = [
              ("tests/test_page.py",)),
     Mutation("page-video-frozen", "stream/serve/media.py", "        image = frame.bgr()\n",
              "        image = self.__dict__.setdefault(\"_still\", frame.bgr())\n", ("tests/test_page.py",)),
+    # The weight-free mouth moves the avatar's own lips (issue 21).
+    Mutation("procedural-line-from-every-column", "stream/lipsync/procedural.py",
+             "cols = np.arange(int(mid - half), int(mid + half) + 1)", "cols = np.arange(a, b)",
+             ("tests/test_procedural.py",)),
+    Mutation("procedural-alpha-everywhere", "stream/lipsync/procedural.py",
+             "alpha = torch.maximum(moved, edge).unsqueeze(1)", "alpha = torch.ones_like(edge).unsqueeze(1)",
+             ("tests/test_procedural.py",)),
+    Mutation("procedural-gap-over-the-teeth", "stream/lipsync/procedural.py",
+             "below = self._rows - line  # rows under the line are > 0", "below = self._rows - line + 5",
+             ("tests/test_procedural.py",)),
+    Mutation("compose-ignores-face-alpha", "kernels/compose.py", "        m = m * mouths[:, 3:4].float()\n",
+             "        pass\n", ("tests/test_kernels_compose.py",)),
 ]
+
 
 
 def _copy() -> str:

@@ -25,12 +25,14 @@ def kc():
     return interpreted_or_skip(MOD)
 
 
-def _inputs(seed=0, mouth_dtype=torch.float32, size=96, per_frame=False):
+def _inputs(seed=0, mouth_dtype=torch.float32, size=96, per_frame=False, alpha=False):
     g = torch.Generator().manual_seed(seed)
     b = len(BOXES)
     frames = torch.randint(0, 256, (b, H, W, 3), dtype=torch.uint8, generator=g)
     mouths_u8 = torch.randint(0, 256, (b, size, size, 3), dtype=torch.uint8, generator=g)
     mouths = (mouths_u8.permute(0, 3, 1, 2).float() / 255.0).to(mouth_dtype)
+    if alpha:
+        mouths = torch.cat([mouths, torch.rand(b, 1, size, size, generator=g).to(mouth_dtype)], dim=1)
     mask = torch.rand(*((b,) if per_frame else ()), size, size, generator=g)
     return frames, mouths_u8, mouths, torch.tensor(BOXES, dtype=torch.int32), mask
 
@@ -57,9 +59,10 @@ def test_kernel_is_interpreted(kc):
 
 
 @pytest.mark.parametrize("mouth_dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("size, per_frame", [(96, False), (256, True)])  # Wav2Lip's shared feather; MuseTalk's parsing masks
-def test_triton_matches_ref(kc, mouth_dtype, size, per_frame):
-    frames, _, mouths, boxes, mask = _inputs(mouth_dtype=mouth_dtype, size=size, per_frame=per_frame)
+# Wav2Lip's shared feather; MuseTalk's parsing masks; the procedural face's alpha
+@pytest.mark.parametrize("size, per_frame, alpha", [(96, False, False), (256, True, False), (128, False, True)])
+def test_triton_matches_ref(kc, mouth_dtype, size, per_frame, alpha):
+    frames, _, mouths, boxes, mask = _inputs(mouth_dtype=mouth_dtype, size=size, per_frame=per_frame, alpha=alpha)
     out = kc.compose_triton(frames, mouths, boxes, mask)
     ref = kc.compose_ref(frames, mouths, boxes, mask)
     assert out.device.type == "cpu" and out.dtype == torch.uint8 and out.shape == frames.shape
@@ -100,6 +103,16 @@ def test_feather_has_no_seam(kc, impl):
         box = o[y1:y2, x1:x2]
         steps = max((box[1:] - box[:-1]).abs().max().item(), (box[:, 1:] - box[:, :-1]).abs().max().item())
         assert steps < 60, (impl, i, steps)
+
+
+def test_a_faces_alpha_scales_the_mask(kc):
+    frames, _, mouths, boxes, mask = _inputs(seed=4)
+    for impl in ("ref", "triton"):
+        compose = getattr(kc, f"compose_{impl}")
+        opaque = compose(frames, torch.cat([mouths, torch.ones_like(mouths[:, :1])], dim=1), boxes, mask)
+        assert torch.equal(opaque, compose(frames, mouths, boxes, mask)), impl
+        assert torch.equal(compose(frames, torch.cat([mouths, torch.zeros_like(mouths[:, :1])], dim=1), boxes, mask),
+                           frames), impl  # alpha 0: the frame's own pixels, exactly
 
 
 def test_each_frame_gets_its_own_mask(kc):

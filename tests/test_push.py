@@ -22,7 +22,7 @@ from stream.serve.ice import offer_loopback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOX = ["--box", "67", "170", "177", "270"]
-MOUTH = (130, 150, 205, 245)  # between the bundled avatar's lips
+MOUTH = (148, 162, 205, 245)  # under the bundled avatar's upper teeth, where her mouth opens
 SENTENCE = "Hello there, this is a test of the live push."
 
 offer_loopback(only=True)  # WebRTC never leaves this machine

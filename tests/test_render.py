@@ -97,7 +97,7 @@ def test_mouth_and_sound_are_in_sync(tmp_path, fps):
     out = tmp_path / "sync.mp4"
     render(str(out), text_file=EXAMPLE_TEXT, fps=fps)
     with av.open(str(out)) as c:
-        gap = np.array([-f.to_ndarray(format="gray")[130:150, 205:245].mean() for f in c.decode(video=0)])
+        gap = np.array([-f.to_ndarray(format="gray")[148:162, 205:245].mean() for f in c.decode(video=0)])
     with av.open(str(out)) as c:
         audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
     n, step = len(gap), 48000 // fps

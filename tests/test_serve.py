@@ -20,7 +20,7 @@ from stream.serve.client import PeerClient, session_events
 from stream.serve.ice import offer_loopback
 
 BOX = (67, 170, 177, 270)
-MOUTH = (130, 150, 205, 245)  # between the bundled avatar's lips
+MOUTH = (148, 162, 205, 245)  # under the bundled avatar's upper teeth, where her mouth opens
 LONG = "Hello there, this is a test of the live server. It keeps on talking for a good while, so it can be stopped."
 
 offer_loopback(only=True)  # WebRTC never leaves this machine

@@ -195,7 +195,7 @@ def test_mouth_follows_the_sound_with_no_frame_of_offset():
     with Session() as s:
         s.say("Open wide, then close. Papa, mama, baba: open and shut, open and shut.")
         frames = speaking(drain(s, ends(1)))
-    gap = np.array([-f.image[130:150, 205:245].float().mean().item() for f in frames])
+    gap = np.array([-f.image[148:162, 205:245].float().mean().item() for f in frames])
     loud = np.array([np.sqrt(np.mean(f.audio ** 2)) for f in frames])
     n = len(gap)
 

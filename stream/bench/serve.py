@@ -22,7 +22,7 @@ from ..tts.chunker import sentences
 from .machine import machine
 from .report import table, write
 
-MOUTH = (130, 150, 205, 245)  # between the lips of the bundled avatar (its face box is 67 170 177 270)
+MOUTH = (148, 162, 205, 245)  # where the bundled avatar's mouth opens, under her upper teeth (its face box is 67 170 177 270)
 BOX = ("67", "170", "177", "270")
 
 
