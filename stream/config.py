@@ -39,6 +39,8 @@ class RenderConfig:
     encoder: str = "auto"  # renders: auto (NVENC where the GPU has it, else libx264), libx264, nvenc
     crf: int = 20
     cache: bool = True  # reuse prepared avatars
+    key: str | None = None  # a green-screen avatar: the screen's colour (#RRGGBB or a name), keyed out into a matte
+    background: str | None = None  # composite the avatar (its alpha or --key's matte) over a colour, image or video
     lead: float = 0.2  # live sessions: seconds of frames kept ready ahead of the consumer
     max_sessions: int | None = None  # live sessions per process; none: from the lip-sync worker's measured capacity
 
@@ -48,7 +50,8 @@ class RenderConfig:
             value = getattr(self, name)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise LipstreamError(f"{name} must be a {kind.__name__}, not {value!r}")
-        for name in ("checkpoint", "musetalk_models", "tts_model", "tts_config", "tts_speaker", "tts_language"):
+        for name in ("checkpoint", "musetalk_models", "tts_model", "tts_config", "tts_speaker", "tts_language", "key",
+                     "background"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise LipstreamError(f"{name} must be a string, not {getattr(self, name)!r}")
         if self.lipsync not in LIPSYNC:
@@ -65,6 +68,15 @@ class RenderConfig:
             from .lipsync.musetalk.files import resolve  # the folder's layout, before torch loads
 
             resolve(self.musetalk_models)
+        if self.key is not None:
+            from .video.matte import key_colour  # NumPy only: before torch loads
+
+            key_colour(self.key)
+        if self.background is not None:
+            from .video.matte import parse_colour
+
+            if parse_colour(self.background) is None and not os.path.isfile(self.background):
+                raise LipstreamError(f"background {self.background}: not a colour (#RRGGBB or a name) and no such file")
         if self.tts not in TTS_ENGINES:
             raise LipstreamError(f"tts must be one of {', '.join(TTS_ENGINES)}, not {self.tts!r}")
         if self.tts == "coqui" and not self.tts_model:
@@ -101,6 +113,12 @@ class RenderConfig:
                 raise LipstreamError(f"--box {t} {b} {l} {r}: the box is TOP BOTTOM LEFT RIGHT, so top must be "
                                      f"less than bottom and left less than right")
 
+
+    @property
+    def key_rgb(self) -> tuple[int, int, int] | None:
+        from .video.matte import key_colour
+
+        return key_colour(self.key) if self.key is not None else None
 
     @property
     def lipsync_model(self) -> str:

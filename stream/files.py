@@ -69,14 +69,14 @@ def write_atomically(path: str, data: bytes) -> None:
     commit(tmp, path)
 
 
-OUTPUT_KINDS = (".mp4", ".m4v", ".mov", ".mkv", ".h264", "-")  # the containers of sinks/file.py; - is stdout
+OUTPUT_KINDS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".h264", "-")  # the containers of sinks/file.py; - is stdout
 
 
 def output_kind(path: str) -> str:
     """The output's extension (lower case), or - for standard output; one the sinks cannot write is an error."""
     kind = "-" if path == "-" else os.path.splitext(path)[1].lower()
     if kind not in OUTPUT_KINDS:
-        raise LipstreamError(f"output {path} must end in .mp4, .m4v, .mov, .mkv or .h264 (or be - for standard output)")
+        raise LipstreamError(f"output {path} must end in .mp4, .m4v, .mov, .mkv, .webm or .h264 (or be - for standard output)")
     return kind
 
 

@@ -32,5 +32,6 @@ class FrameBatch:
     features: torch.Tensor | None = None  # count × the lip-sync model's feature shape (Wav2Lip: 1×80×16)
     faces: torch.Tensor | None = None  # count×3×S×S painted faces, BGR in [0, 1]
     frames: torch.Tensor | None = None  # count×H×W×3 uint8 BGR
+    mattes: torch.Tensor | None = None  # count×H×W uint8: the avatar's own matte (never the model's), where it has one
     packets: list = field(default_factory=list)  # encoded video packets
     audio_packets: list = field(default_factory=list)  # encoded audio packets (AAC, for a file)

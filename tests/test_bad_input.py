@@ -64,7 +64,7 @@ def test_unwritable_output_checked_first(capsys, tmp_path):
     (tmp_path / "taken.mp4").mkdir()
     assert "is a directory" in _run(capsys, tmp_path, "--text", "hi", out_name="taken.mp4/")
     assert _run(capsys, tmp_path, "--text", "hi", out_name="out.avi") == (
-        f"lipstream: error: output {tmp_path / 'out.avi'} must end in .mp4, .m4v, .mov, .mkv or .h264 "
+        f"lipstream: error: output {tmp_path / 'out.avi'} must end in .mp4, .m4v, .mov, .mkv, .webm or .h264 "
         "(or be - for standard output)")
 
 
@@ -111,5 +111,5 @@ def test_not_utf8_text(capsys, tmp_path):
 def test_a_misspelt_setting_in_the_python_api_is_one_clear_error(tmp_path):
     from stream import LipstreamError, render
 
-    with pytest.raises(LipstreamError, match=r"^unknown setting 'fsp' \(known: avatar, batch_size, box"):
+    with pytest.raises(LipstreamError, match=r"^unknown setting 'fsp' \(known: avatar, background, batch_size, box"):
         render(str(tmp_path / "o.mp4"), text="Hi.", fsp=25)

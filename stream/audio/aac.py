@@ -1,4 +1,4 @@
-"""AAC at 48 kHz mono from the clock's float samples.
+"""AAC at 48 kHz mono from the clock's float samples (Opus for WebM, 16-bit PCM for ProRes QuickTime).
 
 A file render encodes its audio in a stage of its own, beside the frames. In the muxer's thread,
 the pipeline's last stage, it was nearly all of that thread's work: the file stage was busy 1.36 s
@@ -32,15 +32,30 @@ def configure_aac(ctx) -> None:
     ctx.time_base = fractions.Fraction(1, OUT_RATE)
 
 
+def configure_audio(ctx, codec: str = "aac") -> None:
+    """`configure_aac`'s counterpart for each codec a file holds (encoder and muxer's track alike)."""
+    if codec == "aac":
+        return configure_aac(ctx)
+    ctx.sample_rate, ctx.layout, ctx.time_base = OUT_RATE, "mono", fractions.Fraction(1, OUT_RATE)
+    ctx.format = "s16" if codec == "pcm_s16le" else "flt"
+    if codec == "libopus":
+        ctx.bit_rate = OPUS_BIT_RATE
+
+
+OPUS_BIT_RATE = 96_000
+
+
 class AacStage(Stage):
-    """Each batch's audio → AAC packets on `item.audio_packets`; the encoder's tail at the end."""
+    """Each batch's audio → AAC (or `codec`'s) packets on `item.audio_packets`; the encoder's tail at the end."""
 
     name = "aac"
     engine = "ffmpeg aac"
 
-    def __init__(self):
-        self.ctx = av.CodecContext.create("aac", "w")
-        configure_aac(self.ctx)
+    def __init__(self, codec: str = "aac"):
+        self.ctx = av.CodecContext.create(codec, "w")
+        configure_audio(self.ctx, codec)
+        if codec != "aac":
+            self.name, self.engine = codec.removeprefix("lib").split("_")[0], f"ffmpeg {codec}"
         self.ctx.open()
         self._pts = 0
         self._next = 0

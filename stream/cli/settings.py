@@ -29,6 +29,10 @@ def add_settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tts-config", metavar="CONFIG.json", help="the Coqui model's config (default: beside the model)")
     p.add_argument("--tts-speaker", metavar="NAME_OR_WAV", help="Coqui speaker: a name the model knows, or a WAV to clone (XTTS)")
     p.add_argument("--tts-language", metavar="LANG", help="Coqui language for multilingual models (en, de, …)")
+    p.add_argument("--key", metavar="COLOR", help="a green-screen avatar: key out this colour (#00ff00, green, "
+                   "blue…) into a matte, with a soft edge and the screen's spill taken off the face")
+    p.add_argument("--background", metavar="COLOR|IMAGE|VIDEO", help="composite the avatar over a colour (#RRGGBB), "
+                   "an image or a looping video; needs alpha (an RGBA avatar, a video with alpha, or --key)")
     p.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or store the prepared avatar")
 
@@ -39,7 +43,8 @@ def settings(args) -> dict:
                 musetalk_models=args.musetalk_models, box=tuple(args.box) if args.box else None,
                 fps=args.fps, device=args.device, batch_size=args.batch_size, precision=args.precision,
                 voice=args.voice, tts=args.tts, tts_model=args.tts_model, tts_config=args.tts_config,
-                tts_speaker=args.tts_speaker, tts_language=args.tts_language, cache=False if args.no_cache else None)
+                tts_speaker=args.tts_speaker, tts_language=args.tts_language, key=args.key, background=args.background,
+                cache=False if args.no_cache else None)
 
 
 def add_push_args(p: argparse.ArgumentParser) -> None:

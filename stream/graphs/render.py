@@ -14,12 +14,14 @@ from ..device import resolve_device
 from ..errors import LipstreamError
 from ..files import check_writable, output_kind
 from ..lipsync.stage import LipSyncStage
-from ..sinks.file import CONTAINERS, FileSink
+from ..sinks.file import FileSink, container_for, keeps_alpha
 from ..sources.media import read_audio
 from ..sources.speech import TTSStage, audio_source, streamed_text_source, text_source
 from ..sources.stdin import read_pieces
 from ..tts.chunker import read_text
 from ..tts.registry import make_tts
+from ..video.alpha_codecs import CODECS, AlphaFileEncoder
+from ..video.background import BackgroundStage, make_background
 from ..video.compose import ComposeStage
 from ..video.encode import EncodeStage, VideoFormat, make_video_encoder
 from . import runtime
@@ -77,6 +79,8 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         raise LipstreamError("give exactly one of text, text_file, audio or mic")
     cfg = as_config(config, **settings)
     check_writable(output)
+    if output_kind(output) == ".webm" and cfg.encoder == "nvenc":
+        raise LipstreamError(f"--encoder nvenc writes H.264; {output} is WebM, VP9 by libvpx-vp9 (drop --encoder nvenc)")
     device = resolve_device(cfg.device)
     if mic is not None:
         from ..sources.mic import Microphone
@@ -95,6 +99,15 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
             source = text_source(words)
         speech = TTSStage(tts)
     avatar = runtime.shared_avatar(cfg, device)
+    background = make_background(cfg.background, avatar, device)  # no alpha: an error before any work
+    alpha = avatar.matte is not None and background is None and keeps_alpha(output)
+    if avatar.matte is not None and background is None and not alpha:
+        log.warning("%s is opaque: the avatar's alpha is dropped (write .webm or .mov to keep it, or give "
+                    "--background)", output)
+    box = container_for(output, alpha)
+    if box.video != "h264" and cfg.encoder == "nvenc":
+        raise LipstreamError(f"--encoder nvenc writes H.264; {output} is {CODECS[box.video].label} with alpha "
+                             "(drop --encoder nvenc, or give --background for an H.264 .mov)")
     worker = runtime.acquire_worker(cfg, device)  # the process's one lip-sync path, shared with live sessions
     try:
         if worker.name == "procedural":
@@ -103,7 +116,6 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
         face = runtime.shared_face(avatar, worker)
         progress = progress or Progress()
         h, w = avatar.size
-        box = CONTAINERS[output_kind(output)]
         every = box.keyint_seconds  # fragments start at key frames
         video = VideoFormat(w, h, cfg.fps, cfg.preset, cfg.crf, keyint=round(every * cfg.fps) if every else None)
         if output_kind(output) == ".h264":
@@ -114,9 +126,11 @@ def render(output: str, *, text: str | None = None, text_file: str | None = None
                            engine=f"{worker.name} features"),
             LipSyncStage(worker, face),
             ComposeStage(avatar, face, worker.dtype),
-            EncodeStage(make_video_encoder(video, device, cfg.encoder), device),
-            AacStage() if box.audio else None,  # beside the frames, not in the muxer's thread
-            FileSink(output, video, progress),
+            BackgroundStage(background, device) if background is not None else None,
+            EncodeStage(AlphaFileEncoder(CODECS[box.video], video, alpha) if box.video != "h264"
+                        else make_video_encoder(video, device, cfg.encoder), device),
+            AacStage(box.audio_codec) if box.audio else None,  # beside the frames, not in the muxer's thread
+            FileSink(output, video, progress, alpha),
         ) if s is not None]
         for s in stages:
             log.info("stage %s", s.describe())

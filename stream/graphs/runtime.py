@@ -84,13 +84,13 @@ def shared_avatar(cfg, device: torch.device) -> Avatar:
     next session (a viewer who reconnects does not wait for the avatar to be read again)."""
     try:
         st = os.stat(cfg.avatar)
-        key = (os.path.realpath(cfg.avatar), st.st_mtime_ns, st.st_size, cfg.box, str(device))
+        key = (os.path.realpath(cfg.avatar), st.st_mtime_ns, st.st_size, cfg.box, cfg.key_rgb, str(device))
     except OSError:
-        return load_avatar(cfg.avatar, device, cfg.box, use_cache=cfg.cache)  # its own clear error
+        return load_avatar(cfg.avatar, device, cfg.box, use_cache=cfg.cache, screen=cfg.key_rgb)  # its own clear error
     with _lock:
         avatar = _avatars.get(key)
     if avatar is None:
-        avatar = load_avatar(cfg.avatar, device, cfg.box, use_cache=cfg.cache)
+        avatar = load_avatar(cfg.avatar, device, cfg.box, use_cache=cfg.cache, screen=cfg.key_rgb)
         with _lock:
             avatar = _avatars.setdefault(key, avatar)
     with _lock:

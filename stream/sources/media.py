@@ -46,21 +46,33 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
     return samples.astype(np.float32, copy=False), int(rate)
 
 
-def read_avatar(path: str) -> list[np.ndarray]:
-    """BGR frames of an image (one) or a video (all, up to MAX_AVATAR_FRAMES)."""
+def read_avatar(path: str) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """BGR frames of an image (one) or a video (all, up to MAX_AVATAR_FRAMES), and their alpha planes
+    (H×W uint8) where the file has alpha: an RGBA image, a VP9 video with alpha (read by the libvpx
+    decoder, which decodes VP9's alpha side data; FFmpeg's own VP9 decoder drops it), ProRes 4444."""
     _exists(path, "avatar")
     if os.path.splitext(path)[1].lower() in IMAGE_EXTS:
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
         if image is None:
             raise LipstreamError(f"cannot read image {path} (unsupported or corrupt)")
-        return [_even(image)]
-    frames = []
+        alpha = None
+        if image.ndim == 3 and image.shape[2] == 4:
+            alpha = image[..., 3] if image.dtype == np.uint8 else (image[..., 3] >> 8).astype(np.uint8)
+        colour = cv2.imread(path, cv2.IMREAD_COLOR)
+        return [_even(colour)], None if alpha is None else [_even(alpha)]
+    frames, alphas = [], []
     try:
         with av.open(path) as container:
             if not container.streams.video:
                 raise LipstreamError(f"{path} is neither an image nor a video with a video stream")
-            for frame in container.decode(video=0):
-                frames.append(_even(frame.to_ndarray(format="bgr24")))
+            stream = container.streams.video[0]
+            for frame in _decoded(container, stream):
+                if _has_alpha(frame.format.name):
+                    bgra = frame.to_ndarray(format="bgra")
+                    frames.append(_even(bgra[..., :3]))
+                    alphas.append(_even(bgra[..., 3]))
+                else:
+                    frames.append(_even(frame.to_ndarray(format="bgr24")))
                 if len(frames) == MAX_AVATAR_FRAMES:
                     break
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
@@ -69,7 +81,22 @@ def read_avatar(path: str) -> list[np.ndarray]:
         raise LipstreamError(f"avatar video {path} has no frames")
     if any(f.shape != frames[0].shape for f in frames):
         raise LipstreamError(f"avatar video {path} changes frame size mid-stream")
-    return frames
+    if alphas and len(alphas) != len(frames):
+        raise LipstreamError(f"avatar video {path} has alpha in some frames only")
+    return frames, alphas or None
+
+
+def _decoded(container, stream):
+    if stream.codec_context.name == "vp9" and stream.metadata.get("alpha_mode") == "1":
+        decoder = av.CodecContext.create("libvpx-vp9", "r")
+        for packet in container.demux(stream):
+            yield from decoder.decode(packet)
+        return
+    yield from container.decode(stream)
+
+
+def _has_alpha(pix_fmt: str) -> bool:
+    return pix_fmt.startswith(("yuva", "gbra", "rgba", "bgra", "argb", "abgr", "ya"))
 
 
 def _even(image: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The avatar, prepared once: its frames, their face boxes and the loop order, as device tensors.
+"""The avatar, prepared once: its frames, their face boxes, the loop order and its matte where it
+has one (its own alpha, or keyed out of a green screen), as device tensors.
 
 Detection is the slow part, so the boxes are cached on disk, keyed by the file's content and the
 options that change them. What a lip-sync model paints from (crops, latents, blend masks) is that
@@ -19,7 +20,7 @@ import torch
 from ..errors import LipstreamError
 from ..files import cache_root, write_atomically
 from ..sources import media
-from . import face
+from . import face, matte
 
 log = logging.getLogger("lipstream")
 _CACHE_VERSION = 4  # bump when detection or padding changes
@@ -32,6 +33,7 @@ class Avatar:
     loop: torch.Tensor  # avatar frame for output frame i is loop[i % len(loop)]
     source: str
     key: str  # the file's content and the box options: what a model's prepared face is cached under
+    matte: torch.Tensor | None = None  # N×H×W uint8 (255 opaque) where the avatar has alpha or was keyed; loops with frames
     faces: dict = field(default_factory=dict, repr=False)  # model identity → its `Face` of this avatar (runtime.shared_face)
 
     @property
@@ -78,8 +80,10 @@ def _save_cached(path: str, **arrays) -> None:
         log.warning("avatar cache not written (%s)", e)
 
 
-def load_avatar(path: str, device: torch.device, box=None, use_cache: bool = True) -> Avatar:
-    frames = media.read_avatar(path)
+def load_avatar(path: str, device: torch.device, box=None, use_cache: bool = True,
+                screen: tuple[int, int, int] | None = None) -> Avatar:
+    """`screen`: a green screen's colour (r, g, b) to key out (an avatar with alpha of its own keeps that)."""
+    frames, alphas = media.read_avatar(path)
     key = _key(path, box)
     cache_file = os.path.join(_cache_dir(), key + ".npz") if use_cache else None
     cached = _load_cached(cache_file) if use_cache else None
@@ -93,8 +97,13 @@ def load_avatar(path: str, device: torch.device, box=None, use_cache: bool = Tru
         log.info("avatar %s: %d frame(s) prepared in %.2f s%s", os.path.basename(path), len(frames),
                  time.perf_counter() - started, ", cached" if use_cache else "")
     # The one upload of the avatar: from here on frames only move on the device.
+    colour = torch.from_numpy(np.stack(frames)).to(device)
+    alpha = torch.from_numpy(np.stack(alphas)).to(device) if alphas is not None else None
+    if screen is not None and alpha is None:
+        colour, alpha = matte.chroma_key(colour, screen)
     return Avatar(
-        frames=torch.from_numpy(np.stack(frames)).to(device),
+        frames=colour,
+        matte=alpha,
         boxes=torch.from_numpy(boxes.astype(np.int64)).to(device),
         loop=torch.from_numpy(loop_order(len(frames))).to(device),
         source=path,

@@ -30,4 +30,6 @@ class ComposeStage(Stage):
         idx = item.avatar_idx
         item.frames = compose(self.avatar.frames[idx], item.faces, self.face.boxes[idx], self.face.mask(idx))
         item.faces = None
+        if self.avatar.matte is not None:  # the avatar's matte, whatever the model painted
+            item.mattes = self.avatar.matte[idx]
         emit(item)

@@ -134,6 +134,8 @@ class EncodeStage(Stage):
         self.device = source_device if self.on_gpu else "cpu"
         if encoder.input == "nv12":
             self._convert, self.engine = bgr_to_nv12, f"{encoder.name}, nv12 by triton, no host copy"
+        elif encoder.input == "bgra":  # the matte rides as the fourth channel to the codec's alpha plane
+            self._convert, self.engine = None, f"{encoder.name} (swscale bgra)"
         elif self.on_gpu:
             self._convert, self.engine = bgr_to_i420, f"{encoder.name} on cpu, i420 by triton"
         else:
@@ -150,12 +152,14 @@ class EncodeStage(Stage):
             images, fmt = self._convert(item.frames), "nv12"  # stays on the GPU, read on this stream
         elif self._convert is not None:
             images, fmt = self._convert(item.frames).cpu().numpy(), "yuv420p"  # the host copy for libx264
+        elif self.encoder.input == "bgra":
+            images, fmt = torch.cat([item.frames, item.mattes.unsqueeze(-1)], -1).cpu().numpy(), "bgra"
         else:
             images, fmt = item.frames.numpy(), "bgr24"
         for k in range(item.count):
             item.packets.extend(self.encoder.encode(images[k], item.start + k, fmt))
         self._next = item.start + item.count
-        item.frames = None
+        item.frames = item.mattes = None
         emit(item)
 
     def finish(self, emit) -> None:
