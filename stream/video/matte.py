@@ -14,10 +14,13 @@ from ..errors import LipstreamError
 
 NAMED = {"green": (0, 255, 0), "blue": (0, 0, 255), "black": (0, 0, 0), "white": (255, 255, 255),
          "red": (255, 0, 0), "grey": (128, 128, 128), "gray": (128, 128, 128), "magenta": (255, 0, 255)}
-# Chroma distances (BT.601 CbCr, 0–255 scale) over which the key ramps from transparent to opaque:
-# a pixel within KEY_NEAR of the key colour's chroma is background, one beyond KEY_FAR is foreground.
-# A face on a pure green screen lies about 150 away; a compression-noisy screen within 15.
-KEY_NEAR, KEY_FAR = 20.0, 80.0
+# The key's matte is Vlahos's: how far a pixel's key channel (green for a green screen) stands above
+# the larger of the other two, against how far the key colour's does. It is linear in the cover, so
+# an edge pixel a·F + (1 − a)·K gives back a exactly for a grey or white F, and a little more where F
+# leans away from the key (skin on green: about 1.14·a, clamped to 1). Below KEY_NEAR it is the
+# screen (compression noise and uneven light), above KEY_FAR the subject.
+KEY_NEAR, KEY_FAR = 0.04, 0.96
+MIN_KEY_LEAD = 64  # the key channel must stand this far above the others, or there is nothing to key on
 
 
 def parse_colour(text: str) -> tuple[int, int, int] | None:
@@ -36,40 +39,38 @@ def key_colour(text: str) -> tuple[int, int, int]:
     colour = parse_colour(text)
     if colour is None:
         raise LipstreamError(f"--key {text}: not a colour (#RRGGBB, or one of {', '.join(NAMED)})")
-    if np.hypot(*_chroma(np.array(colour, np.float32))) < KEY_FAR:
+    if _lead(np.array(colour, np.float32), int(np.argmax(colour))) < MIN_KEY_LEAD:
         raise LipstreamError(f"--key {text}: a grey has no chroma to key on; give the screen's colour (green: #00ff00)")
     return colour
 
 
-def _chroma(rgb):
-    """BT.601 Cb, Cr (centred on 0) of RGB values in the last axis (NumPy or torch)."""
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    cb = -0.168736 * r - 0.331264 * g + 0.5 * b
-    cr = 0.5 * r - 0.418688 * g - 0.081312 * b
-    return np.stack([cb, cr], -1) if isinstance(rgb, np.ndarray) else _torch_stack(cb, cr)
+def _lead(rgb, c: int):
+    """How far channel `c` stands above the larger of the other two (NumPy or torch, last axis)."""
+    o1, o2 = [rgb[..., k] for k in range(3) if k != c]
+    big = np.maximum(o1, o2) if isinstance(rgb, np.ndarray) else _torch_max(o1, o2)
+    return rgb[..., c] - big
 
 
-def _torch_stack(cb, cr):
+def _torch_max(a, b):
     import torch
 
-    return torch.stack([cb, cr], -1)
+    return torch.maximum(a, b)
 
 
 def chroma_key(frames, colour: tuple[int, int, int]):
-    """`frames` (N×H×W×3 uint8 BGR, torch, any device) keyed on `colour` (r, g, b): the matte from the
-    distance of each pixel's chroma to the key's (a soft ramp from KEY_NEAR to KEY_FAR, so hair and
-    motion blur keep their partial cover), and the colours with the screen taken out: a partly
-    covered pixel p = a·F + (1 − a)·K is unmixed to F, then what still leans to the key's dominant
-    channel (green light bounced onto the face) is clamped to the larger of the other two."""
+    """`frames` (N×H×W×3 uint8 BGR, torch, any device) keyed on `colour` (r, g, b): the matte from
+    how far each pixel leans to the key's dominant channel (see KEY_NEAR; soft, so hair and motion
+    blur keep their partial cover), and the colours with the screen taken out: a partly covered
+    pixel p = a·F + (1 − a)·K is unmixed to F, then what still leans to the key channel (green
+    light bounced onto the face) is clamped to the larger of the other two."""
     import torch
 
     rgb = frames.flip(-1).float()
     key = torch.tensor(colour, dtype=torch.float32, device=frames.device)
-    d = (_chroma(rgb) - _chroma(key)).norm(dim=-1)
-    a = ((d - KEY_NEAR) / (KEY_FAR - KEY_NEAR)).clamp(0.0, 1.0)
-    fg = torch.where(a[..., None] > 0, (rgb - (1 - a[..., None]) * key) / a[..., None].clamp_min(1e-3), rgb)
     c = int(np.argmax(colour))
-    others = [k for k in range(3) if k != c]
-    fg[..., c] = torch.minimum(fg[..., c], torch.maximum(fg[..., others[0]], fg[..., others[1]]))
+    raw = 1 - _lead(rgb, c) / float(_lead(key, c))
+    a = ((raw - KEY_NEAR) / (KEY_FAR - KEY_NEAR)).clamp(0.0, 1.0)
+    fg = torch.where(a[..., None] > 0, (rgb - (1 - a[..., None]) * key) / a[..., None].clamp_min(1e-3), rgb)
+    fg[..., c] -= _lead(fg, c).clamp_min(0)  # the key channel no higher than the larger other
     out = fg.clamp(0, 255).add_(0.5).to(torch.uint8).flip(-1).contiguous()
     return out, a.mul(255).add_(0.5).to(torch.uint8)
