@@ -89,3 +89,29 @@ def _check_the_picture(shots: list[dict], folder) -> None:
     in_mouth, elsewhere = max(pairs)
     assert in_mouth > 2.0, f"the mouth does not move between screenshots (at most {in_mouth:.2f} levels)"
     assert max(e for _, e in pairs) < 1.5 and in_mouth > 5 * elsewhere, pairs
+
+
+@pytest.mark.skipif(REASON is not None, reason=REASON or "")
+def test_the_transparent_page_draws_the_avatar_through_its_matte_over_the_body(tmp_path):
+    """`/?transparent=1` over a magenta body, measured from a screenshot: magenta where the matte is 0,
+    the face (not magenta) where it is 1."""
+    sys.path.insert(0, HERE)
+    from transparent_check import ROOT, matte
+
+    shot = tmp_path / "page.png"
+    script = (f"ip link set lo up && exec {sys.executable} {os.path.join(HERE, 'transparent_check.py')} "
+              f"{CHROMIUM} {shot}")
+    proc = subprocess.run(["unshare", "-n", "--", "sh", "-c", script], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert state["transparent"] and state["drawn"] > 10 and state["error"] is None, state
+    image = cv2.imread(str(shot)).astype(int)
+    assert image.shape == (512, 512, 3)
+    m, avatar = matte(), cv2.imread(os.path.join(ROOT, "examples", "astronaut.png")).astype(int)
+    far = cv2.distanceTransform((m == 0).astype(np.uint8), cv2.DIST_L2, 3) > 4
+    inside = cv2.distanceTransform((m == 255).astype(np.uint8), cv2.DIST_L2, 3) > 4
+    body = np.abs(image[far] - [255, 0, 255]).max(axis=1)  # BGR magenta
+    assert np.median(body) <= 2 and (body <= 8).mean() > 0.99
+    face = np.abs(image[inside] - avatar[inside]).mean(axis=1)
+    assert face.mean() < 12  # the avatar through H.264 and the canvas
+    assert (np.abs(image[inside] - [255, 0, 255]).max(axis=1) <= 8).mean() < 0.001

@@ -45,7 +45,8 @@ def run(args) -> int:
     if args.push:
         from ..push.broadcast import serve_push
 
-        serve_push(app, server, args.push, args.push_token or os.environ.get("LIPSTREAM_PUSH_TOKEN"), args.profile)
+        serve_push(app, server, args.push, args.push_token or os.environ.get("LIPSTREAM_PUSH_TOKEN"), args.profile,
+                   alpha="stacked" if args.stacked_alpha else "flat")
     web.run_app(app, host=args.host, port=args.port, print=lambda *_: print(f"lipstream: serving on {shown}"),
                 access_log=None)
     return 0

@@ -53,3 +53,5 @@ def add_push_args(p: argparse.ArgumentParser) -> None:
                    "or a WHIP endpoint http(s)://…")
     p.add_argument("--push-token", metavar="T", help="WHIP: Authorization: Bearer T (default: $LIPSTREAM_PUSH_TOKEN)")
     p.add_argument("--profile", choices=["main", "baseline"], default="main", help="RTMP: the H.264 profile (default main)")
+    p.add_argument("--stacked-alpha", action="store_true", help="push the avatar's colour above its matte (grey), "
+                   "one opaque picture twice as tall, for a compositor to key (default: the flat picture)")

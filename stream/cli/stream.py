@@ -87,7 +87,8 @@ async def _main(args, cfg, kind, control, text, samples, stopped) -> int:
                     host=control[0] if control else "127.0.0.1", allow_origins=args.allow_origin)
     token = args.push_token or os.environ.get("LIPSTREAM_PUSH_TOKEN") or None
     keep = args.keep_alive or (text is None and samples is None and args.text_file is None)
-    b = Broadcast(server, args.push, token, args.ice_server, args.profile, keep_alive=keep)
+    b = Broadcast(server, args.push, token, args.ice_server, args.profile, keep_alive=keep,
+                  alpha="stacked" if args.stacked_alpha else "flat")
     loop = asyncio.get_running_loop()
     for s in (signal.SIGINT, signal.SIGTERM):  # the broadcast ends cleanly: the pusher sends the stream's end
         try:

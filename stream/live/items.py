@@ -26,6 +26,7 @@ class Frame:
     sample_rate: int
     segment: int | None = None  # the utterance being spoken, None when idle
     error: str | None = None  # on the first frame of a failed lip-sync batch: why its frames show the idle face
+    matte: torch.Tensor | None = None  # H×W uint8 on the device (255 opaque): the avatar's own, where it has one
 
     @property
     def speaking(self) -> bool:
@@ -40,6 +41,14 @@ class Frame:
 
     def rgb(self) -> np.ndarray:
         return self.image.flip(-1).cpu().numpy()
+
+    def rgba(self) -> np.ndarray:
+        """H×W×4 uint8 RGBA on the host: the matte as alpha (opaque where the avatar has none)."""
+        import torch
+
+        matte = self.matte if self.matte is not None else torch.full(self.image.shape[:2], 255, dtype=torch.uint8,
+                                                                     device=self.image.device)
+        return torch.cat([self.image.flip(-1), matte.unsqueeze(-1)], -1).cpu().numpy()
 
     def pcm16(self) -> bytes:
         return (np.clip(self.audio, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()

@@ -15,7 +15,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from kernels import compose
+from kernels import compose, over
 
 from ..audio.schedule import OUT_RATE, SpeechClock
 from ..errors import one_line
@@ -93,10 +93,23 @@ class OutputQueue:
 
     def _idle(self, slot: int, entry: _Entry | None = None, error: str | None = None) -> Frame:
         """The idle face of `slot`, with silence, or with `entry`'s speech when its mouth could not be made."""
-        image = self.avatar.frames[int(self._loop[slot % len(self._loop)])]
+        j = int(self._loop[slot % len(self._loop)])
+        images, mattes = self._matted(self.avatar.frames[j : j + 1], self.avatar, slice(j, j + 1), slot)
+        image, matte = images[0], mattes[0] if mattes is not None else None
         if entry is None:
-            return Frame(slot, slot * self.samples_per_frame, image, self._silence, OUT_RATE)
-        return Frame(slot, slot * self.samples_per_frame, image, entry.audio, OUT_RATE, entry.segment.id, error)
+            return Frame(slot, slot * self.samples_per_frame, image, self._silence, OUT_RATE, matte=matte)
+        return Frame(slot, slot * self.samples_per_frame, image, entry.audio, OUT_RATE, entry.segment.id, error,
+                     matte=matte)
+
+    def _matted(self, images, avatar, idx, slot: int):
+        """`images` of avatar frames `idx` from output slot `slot` on, with the avatar's own mattes; over
+        the session's background (then flat) where it has one."""
+        if avatar.matte is None:
+            return images, None
+        mattes = avatar.matte[idx]
+        if self._background is None:
+            return images, mattes
+        return over(images, mattes, self._background.behind(slot, len(images))), None
 
     def _position(self, seg: _Segment) -> float:
         speech = seg.speech.out_samples if seg.speech is not None else 0
@@ -164,12 +177,13 @@ class OutputQueue:
         if error is None and live:
             idx = entries[0].job.idx
             images = compose(avatar.frames[idx], faces, face.boxes[idx], face.mask(idx))
+            images, mattes = self._matted(images, avatar, idx, entries[0].slot)
         with self._lock:
             for k, e in enumerate(entries):
                 if live and not e.dropped and self.avatar is not None:
                     if error is None:
                         e.frame = Frame(e.slot, e.slot * self.samples_per_frame, images[k], e.audio, OUT_RATE,
-                                        e.segment.id)
+                                        e.segment.id, matte=mattes[k] if mattes is not None else None)
                     else:
                         e.frame, report = self._idle(e.slot, e, report), None
                 if not e.ready.done():

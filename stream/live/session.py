@@ -27,6 +27,7 @@ from ..device import resolve_device
 from ..errors import LipstreamError
 from ..graphs import runtime
 from ..tts.registry import make_tts
+from ..video.background import make_background
 from .items import PCM_RATES, Frame, SegmentEnd, as_float32
 from .output import OutputQueue, _Entry, _Marker, _Segment
 from .text import TextIntake, _Text
@@ -61,6 +62,7 @@ class Session(TextIntake, OutputQueue):
         try:
             self.avatar = runtime.shared_avatar(cfg, self.device)
             self.face = runtime.shared_face(self.avatar, self.worker)  # the model's preparation of the avatar
+            self._background = make_background(cfg.background, self.avatar, self.device)  # frames then leave flat
             limit = cfg.max_sessions or max(1, int(runtime.CAPACITY_SHARE * runtime.capacity(
                 cfg, self.device, self.worker, self.avatar, self.face) / cfg.fps))
             runtime.admit(self, limit)

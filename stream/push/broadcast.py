@@ -26,9 +26,11 @@ BROADCAST_ID = "broadcast"
 
 class Broadcast:
     def __init__(self, server: Server, url: str, token: str | None = None, ice_servers=(), profile: str = "main",
-                 keep_alive: bool = False):
+                 keep_alive: bool = False, alpha: str = "flat"):
+        """`alpha`: flat (the colour alone), or stacked (colour above matte, serve/media.py)."""
         self.server, self.url, self.kind = server, url, kind_of(url)
         self.token, self.ice_servers, self.profile, self.keep_alive = token, list(ice_servers), profile, keep_alive
+        self.alpha = alpha
         self.session: Session | None = None
         self.viewer: Viewer | None = None
         self.pusher = None
@@ -54,13 +56,14 @@ class Broadcast:
                 from .rtmp import FlvMedia, RtmpPusher, flv_format
 
                 self.pusher = RtmpPusher(self.url, self.session.fps, on_fatal=self._fatal)
-                media = FlvMedia(self.session, self.pusher, flv_format(self.session, cfg.preset, cfg.crf, self.profile),
-                                 events=events, on_frame=on_frame)
+                fmt = flv_format(self.session, cfg.preset, cfg.crf, self.profile, self.alpha == "stacked")
+                media = FlvMedia(self.session, self.pusher, fmt, events=events, on_frame=on_frame, alpha=self.alpha)
             else:
                 from .whip import WhipPusher
 
                 self.pusher = WhipPusher(self.url, self.token, self.ice_servers, on_fatal=self._fatal)
-                media = SessionMedia(self.session, "lipstream", events=events, on_frame=on_frame, preset=cfg.preset)
+                media = SessionMedia(self.session, "lipstream", events=events, on_frame=on_frame, preset=cfg.preset,
+                                     alpha=self.alpha)
         except BaseException:
             self.session.close()
             raise
@@ -139,13 +142,14 @@ class Broadcast:
         self.finished.set()
 
 
-def serve_push(app: web.Application, server: Server, url: str, token: str | None = None, profile: str = "main") -> None:
+def serve_push(app: web.Application, server: Server, url: str, token: str | None = None, profile: str = "main",
+               alpha: str = "flat") -> None:
     """`lipstream serve --push URL`: one broadcast beside the browser sessions, from start-up (after
     the model is warm) to shutdown; a refusal that cannot succeed ends it with one error line."""
     kind_of(url)  # a bad URL fails before the server starts
 
     async def on_startup(app):
-        b = app["broadcast"] = Broadcast(server, url, token, server.ice_servers, profile, keep_alive=True)
+        b = app["broadcast"] = Broadcast(server, url, token, server.ice_servers, profile, keep_alive=True, alpha=alpha)
         await b.start()
 
         async def watch():

@@ -43,8 +43,9 @@ class FlvFormat(VideoFormat):
         ctx.options = {**ctx.options, "profile": self.profile}
 
 
-def flv_format(session, preset: str, crf: int, profile: str = "main") -> FlvFormat:
+def flv_format(session, preset: str, crf: int, profile: str = "main", stacked: bool = False) -> FlvFormat:
     h, w = session.avatar.size
+    h *= 2 if stacked else 1  # colour above matte (serve/media.py)
     return FlvFormat(w, h, session.fps, preset, crf, tune="zerolatency", keyint=KEY_SECONDS * session.fps, profile=profile)
 
 

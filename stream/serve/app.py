@@ -32,7 +32,7 @@ from ..graphs import runtime
 from ..graphs.runtime import SessionLimitError
 from ..live.session import Frame, Session
 from .guard import Guard
-from .media import SessionMedia
+from .media import ALPHA_MODES, SessionMedia
 from .metrics import CONTENT_TYPE, Metrics
 from .wav import PcmStream
 
@@ -178,6 +178,9 @@ class Server:
             raise web.HTTPBadRequest(text='expected {"sdp": "...", "type": "offer"}')
         if "m=video" not in body["sdp"] or "m=audio" not in body["sdp"]:
             raise web.HTTPBadRequest(text="the offer must receive both video and audio")
+        alpha = body.get("alpha", "flat")
+        if alpha not in ALPHA_MODES:
+            raise web.HTTPBadRequest(text=f"alpha must be one of {', '.join(ALPHA_MODES)}, not {alpha!r}")
         loop = asyncio.get_running_loop()
         session = await loop.run_in_executor(None, lambda: Session(self.config))
         sid = secrets.token_urlsafe(16)
@@ -185,7 +188,7 @@ class Server:
         viewer = Viewer(sid, session, pc, None)
         viewer.media = SessionMedia(session, self.video, events=viewer.emit,
                                     on_frame=lambda f, late: self._on_frame(viewer, f, late),
-                                    preset=self.config.preset)
+                                    preset=self.config.preset, alpha=alpha)
         try:
             self.attach(pc, viewer.media, viewer)  # first: the codec preferences apply when the offer is read
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="offer"))

@@ -5,6 +5,10 @@ tracks cannot drift apart.
 Video goes one of two ways (`video=`): `lipstream` encodes with lipstream's libx264 (zerolatency,
 an IDR with SPS/PPS every second, and one at once when a viewer asks) and hands aiortc the
 packets; `aiortc` hands aiortc raw frames and lets its own encoder (VP8 or H.264) do the rest.
+
+WebRTC and RTMP carry no alpha: `alpha="stacked"` sends the avatar's colour above its matte (grey),
+one ordinary opaque picture twice as tall, for a page (`/?transparent=1`) or a compositor to draw the
+colour through the matte; `flat` (the default) sends the colour alone.
 """
 from __future__ import annotations
 
@@ -15,8 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import av
 import numpy as np
+import torch
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
+
+from kernels import stacked_alpha
 
 from ..errors import one_line
 from ..live.session import Frame, SegmentEnd, Session
@@ -26,6 +33,7 @@ log = logging.getLogger("lipstream")
 VIDEO_RATE = 90_000  # RTP video clock
 AUDIO_CHUNK = 960  # 20 ms at 48 kHz: aiortc sends one encoded frame's payloads under one timestamp, so one Opus packet each
 VIDEO_MODES = ("lipstream", "aiortc")
+ALPHA_MODES = ("flat", "stacked")
 _RESYNC = 0.5  # seconds behind its clock after which the pump stops catching up (a stalled loop must not burst)
 
 
@@ -70,9 +78,13 @@ class SessionMedia:
     `speaking`, `segment_end` and `error`, `on_frame(frame, late_seconds)` every tick."""
 
     def __init__(self, session: Session, video: str = "lipstream", events=None, on_frame=None,
-                 preset: str = "veryfast", crf: int = 23, video_format: VideoFormat | None = None):
+                 preset: str = "veryfast", crf: int = 23, video_format: VideoFormat | None = None,
+                 alpha: str = "flat"):
         if video not in VIDEO_MODES:
             raise ValueError(f"video must be one of {VIDEO_MODES}, not {video!r}")
+        if alpha not in ALPHA_MODES:
+            raise ValueError(f"alpha must be one of {ALPHA_MODES}, not {alpha!r}")
+        self.stacked = alpha == "stacked"
         self.session, self.mode = session, video
         self.new_tracks()
         self._start = 0.0  # loop time of tick 0
@@ -85,6 +97,7 @@ class SessionMedia:
         self._pending = np.zeros(0, np.int16)
         self._task: asyncio.Task | None = None
         h, w = session.avatar.size
+        h *= 2 if self.stacked else 1
         self.format = video_format or VideoFormat(w, h, session.fps, preset, crf, tune="zerolatency", keyint=session.fps)
         self._encoder = X264Encoder(self.format) if video == "lipstream" else None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")  # one encoder, in order
@@ -177,7 +190,7 @@ class SessionMedia:
 
     async def _send_video(self, frame: Frame) -> None:
         pts = frame.index * VIDEO_RATE // self.session.fps
-        image = frame.bgr()
+        image = self.picture(frame)
         if self._encoder is None:
             out = av.VideoFrame.from_ndarray(image, format="bgr24")
             out.pts, out.time_base = pts, fractions.Fraction(1, VIDEO_RATE)
@@ -196,4 +209,14 @@ class SessionMedia:
         """The tick's H.264 packets from lipstream's encoder (pts in frames), an IDR if one was asked for."""
         keyframe, self._keyframe = self._keyframe, False
         return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._encoder.encode, frame.bgr() if image is None else image, frame.index, "bgr24", keyframe)
+            self._thread, self._encoder.encode, self.picture(frame) if image is None else image, frame.index, "bgr24",
+            keyframe)
+
+    def picture(self, frame: Frame) -> np.ndarray:
+        """What the video shows of `frame`, on the host: its colour, or colour above matte (opaque
+        where the avatar has none: the page then shows it whole)."""
+        if not self.stacked:
+            return frame.bgr()
+        matte = frame.matte if frame.matte is not None else torch.full(frame.image.shape[:2], 255, dtype=torch.uint8,
+                                                                       device=frame.image.device)
+        return stacked_alpha(frame.image[None], matte[None])[0].cpu().numpy()
