@@ -70,6 +70,32 @@ class Page:
         return result.get("result", {}).get("value")
 
 
+def launch(chromium: str, profile: str, *extra: str) -> subprocess.Popen:
+    """Headless Chromium with DevTools on CDP_PORT, WebRTC allowed on loopback, in its own process group."""
+    return subprocess.Popen([
+        chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}", *extra,
+        f"--remote-debugging-port={CDP_PORT}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "TMPDIR": profile})  # its singleton socket folder goes with the profile
+
+
+async def first_page(http) -> str:
+    """The DevTools WebSocket of the browser's first tab, once it answers."""
+    for _ in range(100):
+        try:
+            async with http.get(f"http://127.0.0.1:{CDP_PORT}/json/list") as r:
+                targets = [t for t in await r.json() if t["type"] == "page"]
+                if targets:
+                    return targets[0]["webSocketDebuggerUrl"]
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("chromium's DevTools did not answer")
+
+
 async def _site(app: web.Application) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app)
     await runner.setup()
@@ -97,27 +123,10 @@ async def main(chromium: str, video: str, shots: str | None = None) -> dict:
     runner, port = await _site(server.app())
     url = f"http://127.0.0.1:{port}/"
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
-        browser = subprocess.Popen([
-            chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-            "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}", "--window-size=800,800",
-            f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1",
-            f"--remote-debugging-port={CDP_PORT}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, "TMPDIR": profile})  # its singleton socket folder goes with the profile
+        browser = launch(chromium, profile, "--window-size=800,800", f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1")
         try:
             async with aiohttp.ClientSession() as http:
-                for _ in range(100):
-                    try:
-                        async with http.get(f"http://127.0.0.1:{CDP_PORT}/json/list") as r:
-                            targets = [t for t in await r.json() if t["type"] == "page"]
-                            if targets:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.1)
-                async with http.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                async with http.ws_connect(await first_page(http), max_msg_size=0) as ws:
                     page = Page(ws)
                     await page.call("Page.navigate", url=url)
                     state = {}

@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 
@@ -17,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from browser_check import CDP_PORT, Page, _site  # noqa: E402
+from browser_check import Page, _site, first_page, launch  # noqa: E402
 
 from stream.config import make_config  # noqa: E402
 from stream.serve.app import Server  # noqa: E402
@@ -39,26 +38,10 @@ async def main(chromium: str, shot: str) -> dict:
         cv2.imwrite(avatar, np.dstack([cv2.imread(os.path.join(ROOT, "examples", "astronaut.png")), matte()]))
         server = Server(make_config(avatar=avatar, box=(67, 170, 177, 270)))
         runner, port = await _site(server.app())
-        browser = subprocess.Popen([
-            chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-            "--autoplay-policy=no-user-gesture-required", "--hide-scrollbars", f"--user-data-dir={profile}",
-            f"--remote-debugging-port={CDP_PORT}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, "TMPDIR": profile})
+        browser = launch(chromium, profile, "--hide-scrollbars")
         try:
             async with aiohttp.ClientSession() as http:
-                for _ in range(100):
-                    try:
-                        async with http.get(f"http://127.0.0.1:{CDP_PORT}/json/list") as r:
-                            targets = [t for t in await r.json() if t["type"] == "page"]
-                            if targets:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.1)
-                async with http.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                async with http.ws_connect(await first_page(http), max_msg_size=0) as ws:
                     page = Page(ws)
                     await page.call("Emulation.setDeviceMetricsOverride", width=512, height=512, deviceScaleFactor=1,
                                     mobile=False)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import av
 
 from ..errors import LipstreamError
-from .encode import VideoFormat
+from .encode import VideoFormat, X264Encoder
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,9 @@ PRORES = Codec("prores_ks", "yuv444p10le", "yuva444p10le", {"profile": "4", "alp
 CODECS = {"vp9": VP9, "prores": PRORES}
 
 
-class AlphaFileEncoder:
-    """VP9 or ProRes through PyAV; with `alpha` the images are BGRA (the matte last)."""
+class AlphaFileEncoder(X264Encoder):
+    """VP9 or ProRes through PyAV; with `alpha` the images are BGRA (the matte last). `encode` and
+    `flush` are libx264's: PyAV converts each frame to the codec's YUV(A) (swscale)."""
 
     def __init__(self, codec: Codec, fmt: VideoFormat, alpha: bool):
         self.codec, self.format, self.alpha = codec, fmt, alpha
@@ -62,13 +63,3 @@ class AlphaFileEncoder:
             self.ctx.open()
         except av.FFmpegError as e:
             raise LipstreamError(f"{codec.name} refused the settings {fmt}: {e}") from None
-
-    def encode(self, image, pts: int, fmt: str = "bgr24", keyframe: bool = False) -> list[av.Packet]:
-        frame = av.VideoFrame.from_ndarray(image, format=fmt)  # converted to the codec's YUV(A) by PyAV (swscale)
-        frame.pts = pts
-        if keyframe:
-            frame.pict_type = av.video.frame.PictureType.I
-        return list(self.ctx.encode(frame))
-
-    def flush(self) -> list[av.Packet]:
-        return list(self.ctx.encode(None))
