@@ -1,10 +1,14 @@
 """Files appear whole or not at all."""
 from __future__ import annotations
 
+import io
+import logging
 import os
 import tempfile
 
 from .errors import LipstreamError
+
+log = logging.getLogger("lipstream")
 
 
 def cache_root() -> str:
@@ -70,6 +74,19 @@ def write_atomically(path: str, data: bytes) -> None:
 
 
 OUTPUT_KINDS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".h264", "-")  # the containers of sinks/file.py; - is stdout
+
+
+def save_cache(path: str, what: str, **arrays) -> None:
+    """`arrays` as an .npz at `path`, atomically; a read-only or full cache only costs time (one warning)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomically(path, buf.getvalue())
+    except (OSError, LipstreamError) as e:
+        log.warning("%s cache not written (%s)", what, e)
 
 
 def output_kind(path: str) -> str:

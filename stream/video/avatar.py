@@ -8,7 +8,6 @@ model's own preparation (`LipSyncModel.prepare`), made from this.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import time
@@ -17,8 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import LipstreamError
-from ..files import cache_root, write_atomically
+from ..files import cache_root, save_cache
 from ..sources import media
 from . import face, matte
 
@@ -70,16 +68,6 @@ def _load_cached(path: str) -> dict | None:
         return None
 
 
-def _save_cached(path: str, **arrays) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_atomically(path, buf.getvalue())
-    except (OSError, LipstreamError) as e:  # a read-only or full cache only costs time
-        log.warning("avatar cache not written (%s)", e)
-
-
 def load_avatar(path: str, device: torch.device, box=None, use_cache: bool = True,
                 screen: tuple[int, int, int] | None = None) -> Avatar:
     """`screen`: a green screen's colour (r, g, b) to key out (an avatar with alpha of its own keeps that)."""
@@ -93,7 +81,7 @@ def load_avatar(path: str, device: torch.device, box=None, use_cache: bool = Tru
         started = time.perf_counter()
         boxes = face.face_boxes(frames, box, source=path)
         if use_cache:
-            _save_cached(cache_file, boxes=boxes)
+            save_cache(cache_file, "avatar", boxes=boxes)
         log.info("avatar %s: %d frame(s) prepared in %.2f s%s", os.path.basename(path), len(frames),
                  time.perf_counter() - started, ", cached" if use_cache else "")
     # The one upload of the avatar: from here on frames only move on the device.

@@ -10,7 +10,6 @@ Per frame: UNet(latents, t = 0, audio features + positional encoding) → 4×32�
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import time
@@ -19,8 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from ...errors import LipstreamError
-from ...files import cache_root, write_atomically
+from ...files import cache_root, save_cache
 from ..contract import Face, LipSyncModel
 from ..precision import resolve_precision
 from . import blend, files, load
@@ -90,7 +88,7 @@ class MuseTalkModel(LipSyncModel):
         if cached is None:
             started = time.perf_counter()
             latents, masks = self._latents(frames, boxes, avatar.source), blend.blend_masks(frames, boxes, self.parser, self.device)
-            _save(path, latents=latents, masks=masks)
+            save_cache(path, "musetalk avatar", latents=latents, masks=masks)
             log.info("musetalk: avatar %s prepared in %.1f s (%d frame(s): latents and blend masks), cached",
                      os.path.basename(avatar.source), time.perf_counter() - started, len(frames))
         else:
@@ -132,11 +130,3 @@ def _load(path: str, n: int):
     return (latents, masks) if good else None
 
 
-def _save(path: str, **arrays) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_atomically(path, buf.getvalue())
-    except (OSError, LipstreamError) as e:  # a read-only or full cache only costs time
-        log.warning("musetalk avatar cache not written (%s)", e)
